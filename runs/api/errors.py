@@ -1,0 +1,51 @@
+"""One error shape for every API failure: {"detail": message, "code": code, "errors": {...}}.
+
+Domain errors (runs.errors) and illegal transitions map to their HTTP status
+here, so views never translate errors themselves.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from runs.errors import StudioError
+from runs.lifecycle import IllegalTransition
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, IllegalTransition):
+        return Response(
+            {"detail": str(exc), "code": "illegal_transition", "current": exc.current, "requested": exc.target},
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, StudioError):
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.field:
+            body["errors"] = {exc.field: [exc.message]}
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "not found")
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        first = _first_message(errors)
+        response.data = {"detail": first, "code": "invalid", "errors": errors}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        detail = response.data["detail"]
+        response.data = {"detail": str(detail), "code": getattr(detail, "code", "error")}
+    return response
+
+
+def _first_message(errors) -> str:
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field in ("non_field_errors", "detail") else f"{field}: {message}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors)

@@ -1,0 +1,288 @@
+"""Shapes of the API's JSON.
+
+Output serializers render models. Request serializers document request bodies
+in the OpenAPI schema; the rules themselves live in runs.services, which every
+entry point (API, pages, CLI through the API) shares.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from runs.models import ApiToken, ComputeTarget, Experiment, LogFile, Run, RunEvent, RunFile, Workspace
+
+_kv = serializers.DictField(child=serializers.CharField(allow_null=True, allow_blank=True))
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Workspace
+        fields = ["name", "description", "default_compute_target", "created_at"]
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    workspace = serializers.CharField(source="workspace.name")
+    run_count = serializers.IntegerField(source="last_run_number")
+
+    class Meta:
+        model = Experiment
+        fields = ["name", "workspace", "description", "run_count", "created_at", "last_activity_at"]
+
+
+class ComputeTargetSerializer(serializers.ModelSerializer):
+    workspace = serializers.CharField(source="workspace.name", read_only=True)
+
+    class Meta:
+        model = ComputeTarget
+        fields = ["name", "workspace", "kind", "max_concurrent_runs", "description", "created_at"]
+
+
+class ComputeTargetWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(choices=ComputeTarget.Kind.values, required=False)
+    max_concurrent_runs = serializers.IntegerField(min_value=1, max_value=10000, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+class RunSerializer(serializers.ModelSerializer):
+    """A run as lists and details show it (snake_case; the SDK maps it to v1's camelCase)."""
+
+    experiment = serializers.CharField(source="experiment.name")
+    workspace = serializers.CharField(source="experiment.workspace.name")
+    parent_run_id = serializers.SerializerMethodField()
+    submitted_by = serializers.SerializerMethodField()
+    created_utc = serializers.SerializerMethodField()
+    start_time_utc = serializers.SerializerMethodField()
+    end_time_utc = serializers.SerializerMethodField()
+    duration_seconds = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField()
+    properties = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = [
+            "run_id",
+            "number",
+            "display_name",
+            "description",
+            "status",
+            "run_type",
+            "experiment",
+            "workspace",
+            "parent_run_id",
+            "compute_target",
+            "submitted_by",
+            "created_utc",
+            "start_time_utc",
+            "end_time_utc",
+            "duration_seconds",
+            "tags",
+            "properties",
+            "error",
+            "run_definition",
+            "exit_code",
+            "url",
+        ]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_parent_run_id(self, run: Run) -> str | None:
+        return run.parent.run_id if run.parent_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_submitted_by(self, run: Run) -> str | None:
+        return run.submitted_by.username if run.submitted_by_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_created_utc(self, run: Run) -> str | None:
+        return _iso(run.created_at)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_start_time_utc(self, run: Run) -> str | None:
+        return _iso(run.started_at)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_end_time_utc(self, run: Run) -> str | None:
+        return _iso(run.ended_at)
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_duration_seconds(self, run: Run) -> float | None:
+        from runs.presenters import run_duration
+
+        duration = run_duration(run)
+        return round(duration.total_seconds(), 3) if duration is not None else None
+
+    @extend_schema_field(_kv)
+    def get_tags(self, run: Run) -> dict:
+        return {t.key: t.value for t in sorted(run.tag_set.all(), key=lambda t: t.pk)}
+
+    @extend_schema_field(_kv)
+    def get_properties(self, run: Run) -> dict:
+        return {p.key: p.value for p in sorted(run.property_set.all(), key=lambda p: p.pk)}
+
+    def get_url(self, run: Run) -> str:
+        return reverse("runs:run", args=[run.run_id])
+
+
+class RunDetailSerializer(RunSerializer):
+    root_run_id = serializers.SerializerMethodField()
+    log_files = serializers.SerializerMethodField()
+    warnings = serializers.JSONField()
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "root_run_id", "log_files", "warnings"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_root_run_id(self, run: Run) -> str | None:
+        if run.root_id is None:
+            return None
+        return Run.objects.values_list("run_id", flat=True).get(pk=run.root_id)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_log_files(self, run: Run) -> list[str]:
+        return list(LogFile.objects.filter(run=run).order_by("name").values_list("name", flat=True))
+
+
+class RunPageSerializer(serializers.Serializer):
+    results = RunSerializer(many=True)
+    continuation = serializers.CharField(allow_null=True)
+
+
+class RunCreateSerializer(serializers.Serializer):
+    run_id = serializers.CharField(required=False)
+    display_name = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = _kv
+    properties = _kv
+    heartbeat_timeout_seconds = serializers.FloatField(required=False, allow_null=True)
+
+
+class ChildrenCreateSerializer(serializers.Serializer):
+    count = serializers.IntegerField(required=False, min_value=1, max_value=10000)
+    tag_key = serializers.CharField(required=False)
+    tag_values = serializers.ListField(child=serializers.CharField(allow_null=True), required=False)
+    children = RunCreateSerializer(many=True, required=False)
+
+
+class SubmitSerializer(serializers.Serializer):
+    snapshot = serializers.CharField(help_text="sha256 of an uploaded snapshot")
+    script = serializers.CharField(required=False, allow_null=True)
+    command = serializers.JSONField(required=False, allow_null=True, help_text="string or list of strings")
+    arguments = serializers.ListField(child=serializers.CharField(), required=False)
+    compute_target = serializers.CharField(required=False, allow_null=True)
+    environment_variables = serializers.DictField(child=serializers.CharField(), required=False)
+    max_run_duration_seconds = serializers.IntegerField(required=False, allow_null=True)
+    cancel_grace_seconds = serializers.FloatField(required=False, allow_null=True)
+    display_name = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    tags = _kv
+    parent_run_id = serializers.CharField(required=False, allow_null=True)
+
+
+class RunUpdateSerializer(serializers.Serializer):
+    display_name = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class FailSerializer(serializers.Serializer):
+    error_details = serializers.JSONField(
+        required=False, allow_null=True, help_text="a message, or an object with message"
+    )
+    error_code = serializers.CharField(required=False, allow_null=True)
+
+
+class TagsRemoveSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.CharField())
+
+
+class MetricSeriesInSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["scalar", "list", "row", "table", "image"], default="scalar")
+    description = serializers.CharField(required=False, allow_blank=True)
+    values = serializers.ListField(child=serializers.JSONField())
+    times = serializers.ListField(child=serializers.FloatField())
+    steps = serializers.ListField(child=serializers.IntegerField(allow_null=True), required=False, allow_null=True)
+
+
+class MetricBatchSerializer(serializers.Serializer):
+    batch_id = serializers.CharField(max_length=64)
+    series = MetricSeriesInSerializer(many=True)
+
+
+class MetricBatchResultSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    stored = serializers.IntegerField()
+    duplicate = serializers.BooleanField()
+
+
+class MetricPointsSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    total = serializers.IntegerField()
+    steps = serializers.ListField(child=serializers.IntegerField())
+    times = serializers.ListField(child=serializers.FloatField())
+    values = serializers.ListField(child=serializers.JSONField())
+    x = serializers.ListField(child=serializers.FloatField(), required=False)
+    downsampled = serializers.BooleanField()
+
+
+class LogFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LogFile
+        fields = ["name", "size", "updated_at"]
+
+
+class LogAppendResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+    stored = serializers.IntegerField()
+
+
+class RunFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunFile
+        fields = ["path", "size", "sha256", "content_type", "origin", "created_at"]
+
+
+class RunEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None)
+
+    class Meta:
+        model = RunEvent
+        fields = ["at", "from_status", "to_status", "actor", "reason"]
+
+
+class RunnerInstructionsSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    stop = serializers.CharField(allow_blank=True)
+    grace_seconds = serializers.FloatField()
+
+
+class RunnerExitSerializer(serializers.Serializer):
+    exit_code = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(required=False, allow_blank=True)
+    log_tail = serializers.CharField(required=False, allow_blank=True)
+    timed_out = serializers.BooleanField(required=False)
+
+
+class SnapshotSerializer(serializers.Serializer):
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+    file_count = serializers.IntegerField()
+
+
+class TokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class MeSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    workspaces = serializers.ListField(child=serializers.CharField())
+    run_id = serializers.CharField(allow_null=True, help_text="set when authenticated with a run token")

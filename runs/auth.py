@@ -1,0 +1,65 @@
+"""DRF authentication for user and run tokens.
+
+`Authorization: Token <key>` (or `Bearer <key>`, which MLflow clients send).
+A run token authenticates as the run's submitter with `request.auth` set to the
+run, which narrows what the selectors let it see (runs.access.Principal).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from runs.lifecycle import TERMINAL
+from runs.models import ApiToken, Run
+from runs.tokens import RUN_TOKEN_PREFIX, hash_key
+
+# last_used_at is informative; writing it on every request would make each
+# metric batch a write to the token table.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def authenticate_key(key: str):
+    """Return (user, auth) for a key, or raise AuthenticationFailed."""
+    digest = hash_key(key)
+    if key.startswith(RUN_TOKEN_PREFIX):
+        run = Run.objects.select_related("submitted_by", "experiment").filter(token_hash=digest).first()
+        if run is None or run.submitted_by is None:
+            raise exceptions.AuthenticationFailed("invalid run token")
+        if run.status in TERMINAL:
+            raise exceptions.AuthenticationFailed(
+                f"run token of {run.run_id} is no longer valid: the run has ended ({run.status})"
+            )
+        return run.submitted_by, run
+    token = ApiToken.objects.select_related("user").filter(key_hash=digest).first()
+    if token is None or token.revoked_at is not None:
+        raise exceptions.AuthenticationFailed(
+            "invalid or revoked API token; create one on the studio's Tokens page or with `studio login`"
+        )
+    if not token.user.is_active:
+        raise exceptions.AuthenticationFailed("this user is disabled")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user, token
+
+
+class TokenAuthentication(authentication.BaseAuthentication):
+    keywords = ("token", "bearer")
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower().decode(errors="replace") not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Token <key>'")
+        try:
+            key = header[1].decode()
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("the token contains invalid characters") from None
+        return authenticate_key(key)
+
+    def authenticate_header(self, request) -> str:
+        return "Token"

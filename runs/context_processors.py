@@ -1,0 +1,5 @@
+from runs.sdk import VERSION
+
+
+def studio(request):
+    return {"STUDIO_VERSION": VERSION}

@@ -1,0 +1,200 @@
+"""Reads, and the one place that decides who may see and change what.
+
+Users see the workspaces they are members of. A run token (Principal.run) sees
+its own run tree branch: the run and its descendants (read/write), its ancestors
+(read), its experiment and its workspace's compute targets (read).
+Anything outside a principal's view is "not found", so ids of other teams'
+runs cannot be probed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from runs.access import Principal
+from runs.errors import Forbidden, InvalidInput, NotFound
+from runs.lifecycle import Status
+from runs.models import ComputeTarget, Experiment, Run, RunProperty, RunTag, Workspace
+
+# --- visibility --------------------------------------------------------------------
+
+
+def workspaces_visible(principal: Principal) -> QuerySet[Workspace]:
+    if principal.run is not None:
+        return Workspace.objects.filter(pk=principal.run.experiment.workspace_id)
+    if not principal.user.is_authenticated:
+        return Workspace.objects.none()
+    return Workspace.objects.filter(memberships__user=principal.user)
+
+
+def experiments_visible(principal: Principal) -> QuerySet[Experiment]:
+    if principal.run is not None:
+        return Experiment.objects.filter(pk=principal.run.experiment_id)
+    return Experiment.objects.filter(workspace__in=workspaces_visible(principal))
+
+
+def _run_token_subtree(run: Run) -> Q:
+    return Q(pk=run.pk) | Q(root_id=run.tree_root_pk, path__startswith=run.path)
+
+
+def runs_visible(principal: Principal) -> QuerySet[Run]:
+    if principal.run is not None:
+        run = principal.run
+        return Run.objects.filter(_run_token_subtree(run) | Q(pk__in=run.ancestor_pks))
+    return Run.objects.filter(experiment__workspace__in=workspaces_visible(principal))
+
+
+def _may_write(principal: Principal, run: Run) -> bool:
+    token_run = principal.run
+    if token_run is None:
+        return True  # membership was already checked by runs_visible
+    return run.pk == token_run.pk or (
+        run.tree_root_pk == token_run.tree_root_pk and run.path.startswith(token_run.path)
+    )
+
+
+# --- lookups ---------------------------------------------------------------------------
+
+
+def workspace_get(principal: Principal, name: str) -> Workspace:
+    workspace = workspaces_visible(principal).filter(name=name).first()
+    if workspace is None:
+        raise NotFound(f"workspace '{name}' does not exist or you are not a member of it")
+    return workspace
+
+
+def experiment_get(principal: Principal, workspace: Workspace, name: str) -> Experiment:
+    experiment = experiments_visible(principal).filter(workspace=workspace, name=name).first()
+    if experiment is None:
+        raise NotFound(f"experiment '{name}' does not exist in workspace '{workspace.name}'")
+    return experiment
+
+
+def run_get(principal: Principal, run_id: str, *, for_write: bool = False) -> Run:
+    run = (
+        runs_visible(principal)
+        .select_related("experiment__workspace", "submitted_by", "parent")
+        .filter(run_id=run_id)
+        .first()
+    )
+    if run is None:
+        raise NotFound(f"run '{run_id}' does not exist or is not visible to you")
+    if for_write and not _may_write(principal, run):
+        raise Forbidden(f"this run token may change only its own run and its descendants, not run '{run_id}'")
+    return run
+
+
+def compute_targets(principal: Principal, workspace: Workspace) -> QuerySet[ComputeTarget]:
+    return ComputeTarget.objects.filter(workspace=workspace, workspace__in=workspaces_visible(principal))
+
+
+def compute_target_get(principal: Principal, workspace: Workspace, name: str) -> ComputeTarget:
+    target = compute_targets(principal, workspace).filter(name=name).first()
+    if target is None:
+        names = ", ".join(compute_targets(principal, workspace).values_list("name", flat=True)) or "none"
+        raise NotFound(f"compute target '{name}' does not exist in workspace '{workspace.name}' (registered: {names})")
+    return target
+
+
+def is_member(user, workspace: Workspace) -> bool:
+    return user.is_authenticated and workspace.memberships.filter(user=user).exists()
+
+
+# --- run filters ---------------------------------------------------------------------------
+
+
+def parse_kv_filter(raw: str | None, what: str) -> str | dict | None:
+    """Decode a tags/properties filter sent as JSON.
+
+    A JSON string means "key present" (any value, None included); a JSON object
+    means "every pair equal" (null = value is None). Anything else is refused,
+    as the v1 SDK refuses a list.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a key-presence filter
+    if isinstance(value, str | dict):
+        if isinstance(value, dict) and not all(isinstance(v, str | type(None)) for v in value.values()):
+            raise InvalidInput(f"{what} filter values must be strings or null", field=what)
+        return value
+    raise InvalidInput(
+        f"unknown filter type for run {what}: {type(value).__name__}; use a key (string) or a "
+        "JSON object of key → value",
+        field=what,
+    )
+
+
+def _kv_filter(model, kv: str | dict) -> Q:
+    if isinstance(kv, str):
+        return Q(Exists(model.objects.filter(run=OuterRef("pk"), key=kv)))
+    condition = Q()
+    for key, value in kv.items():
+        if value is None:
+            sub = model.objects.filter(run=OuterRef("pk"), key=key, value__isnull=True)
+        else:
+            sub = model.objects.filter(run=OuterRef("pk"), key=key, value=value)
+        condition &= Q(Exists(sub))
+    return condition
+
+
+def filter_runs(
+    runs: QuerySet[Run],
+    *,
+    tags: str | dict | None = None,
+    properties: str | dict | None = None,
+    status: str | Iterable[str] | None = None,
+    submitted_by: str | None = None,
+    compute_target: str | None = None,
+    text: str | None = None,
+) -> QuerySet[Run]:
+    """The run filters shared by the API, the SDK's queries and the studio pages."""
+    if tags:
+        runs = runs.filter(_kv_filter(RunTag, tags))
+    if properties:
+        runs = runs.filter(_kv_filter(RunProperty, properties))
+    if status:
+        statuses = [status] if isinstance(status, str) else list(status)
+        unknown = [s for s in statuses if s not in Status.values]
+        if unknown:
+            raise InvalidInput(f"unknown status {unknown[0]!r}; use one of {', '.join(Status.values)}", field="status")
+        runs = runs.filter(status__in=statuses)
+    if submitted_by:
+        runs = runs.filter(submitted_by__username=submitted_by)
+    if compute_target:
+        runs = runs.filter(compute_target=compute_target)
+    if text:
+        runs = runs.filter(text_match(text))
+    return runs
+
+
+def text_match(text: str) -> Q:
+    """Search bar: display name, description, run id, experiment, submitter, tags."""
+    text = text.strip()
+    return (
+        Q(display_name__icontains=text)
+        | Q(description__icontains=text)
+        | Q(run_id__icontains=text)
+        | Q(experiment__name__icontains=text)
+        | Q(submitted_by__username__icontains=text)
+        | Q(Exists(RunTag.objects.filter(run=OuterRef("pk")).filter(Q(key__icontains=text) | Q(value__icontains=text))))
+    )
+
+
+def run_children(principal: Principal, parent: Run, *, recursive: bool = False) -> QuerySet[Run]:
+    runs = runs_visible(principal)
+    if recursive:
+        return runs.filter(root_id=parent.tree_root_pk, path__startswith=parent.path).exclude(pk=parent.pk)
+    return runs.filter(parent=parent)
+
+
+def with_labels(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """Load what run representations show, in a fixed number of queries."""
+    return runs.select_related("experiment__workspace", "submitted_by", "parent").prefetch_related(
+        "tag_set", "property_set"
+    )

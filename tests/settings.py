@@ -1,0 +1,12 @@
+"""Settings for the test suite: the studio's own, with a data folder of its own.
+
+Tests start real worker and runner processes; they get this module through
+DJANGO_SETTINGS_MODULE so they share the test database and data folder.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("STUDIO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+
+from studio.settings import *  # noqa: F403
