@@ -40,11 +40,13 @@ def _run_token_subtree(run: Run) -> Q:
     return Q(pk=run.pk) | Q(root_id=run.tree_root_pk, path__startswith=run.path)
 
 
-def runs_visible(principal: Principal) -> QuerySet[Run]:
+def runs_visible(principal: Principal, *, include_deleted: bool = False) -> QuerySet[Run]:
     if principal.run is not None:
         run = principal.run
-        return Run.objects.filter(_run_token_subtree(run) | Q(pk__in=run.ancestor_pks))
-    return Run.objects.filter(experiment__workspace__in=workspaces_visible(principal))
+        runs = Run.objects.filter(_run_token_subtree(run) | Q(pk__in=run.ancestor_pks))
+    else:
+        runs = Run.objects.filter(experiment__workspace__in=workspaces_visible(principal))
+    return runs if include_deleted else runs.filter(deleted_at__isnull=True)
 
 
 def _may_write(principal: Principal, run: Run) -> bool:

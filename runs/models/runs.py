@@ -74,6 +74,8 @@ class Run(models.Model):
     cancel_grace_seconds = models.FloatField(default=10.0)
     max_run_duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
+    # Soft deletion (MLflow's delete/restore): hidden from lists, kept for restore.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["experiment", "number"], name="run_unique_number")]
