@@ -1,5 +1,23 @@
+"""Values every page template may use: the version, and the user's workspaces for the switcher."""
+
+from __future__ import annotations
+
+from runs.access import Principal
 from runs.sdk import VERSION
 
 
 def studio(request):
-    return {"STUDIO_VERSION": VERSION}
+    def workspaces():
+        # Called only by templates that show the switcher, so partials and polls pay nothing.
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return []
+        from runs.selectors import workspaces_visible
+
+        return list(workspaces_visible(Principal.of(request)).values_list("name", flat=True))
+
+    match = getattr(request, "resolver_match", None)
+    current = match.kwargs.get("workspace", "") if match else ""
+    if not current and hasattr(request, "session"):
+        current = request.session.get("workspace", "")
+    return {"STUDIO_VERSION": VERSION, "studio_workspaces": workspaces, "current_workspace": current}
