@@ -7,6 +7,8 @@ run, which narrows what the selectors let it see (runs.access.Principal).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import timedelta
 
 from django.utils import timezone
@@ -63,3 +65,29 @@ class TokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return "Token"
+
+
+class BasicTokenAuthentication(authentication.BaseAuthentication):
+    """HTTP Basic with an API token as the password (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+
+    The username is not checked: any name (the user's own, "token", ...) goes
+    with the token, which alone identifies the user. Used by the MLflow API only.
+    """
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"basic":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Basic <base64 of user:token>'")
+        try:
+            decoded = base64.b64decode(header[1], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise exceptions.AuthenticationFailed("Basic credentials are not valid base64 of 'user:token'") from None
+        _username, sep, key = decoded.partition(":")
+        if not sep or not key:
+            raise exceptions.AuthenticationFailed("Basic credentials need a password: the API token")
+        return authenticate_key(key)
+
+    def authenticate_header(self, request) -> str:
+        return 'Basic realm="Run Studio"'

@@ -75,9 +75,10 @@ def experiment_get(principal: Principal, workspace: Workspace, name: str) -> Exp
     return experiment
 
 
-def run_get(principal: Principal, run_id: str, *, for_write: bool = False) -> Run:
+def run_get(principal: Principal, run_id: str, *, for_write: bool = False, include_deleted: bool = False) -> Run:
+    """One run by id; soft-deleted runs only with include_deleted (MLflow's get/restore see them)."""
     run = (
-        runs_visible(principal)
+        runs_visible(principal, include_deleted=include_deleted)
         .select_related("experiment__workspace", "submitted_by", "parent")
         .filter(run_id=run_id)
         .first()

@@ -4,6 +4,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # MLflow tracking API (api/2.0/mlflow/..., also under w/<workspace>/), before the other api/ routes.
+    path("", include("runs.mlflow.urls")),
     path("api/", include(("runs.api.urls", "api"), namespace="api")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
