@@ -184,8 +184,8 @@ def children_create(principal: Principal, parent: Run, data: dict) -> list[Run]:
     ]
     if len(given) != 1 or (tag_key is not None) != (tag_values is not None):
         raise InvalidInput("give either count, or tag_key with tag_values, or children")
-    if parent.status in TERMINAL:
-        raise Conflict(f"run {parent.run_id} is {parent.status}; a finished run cannot get new children")
+    # A finished parent may still get children: SPEC §1 calls create_children after
+    # `with exp.start_logging() as parent_run:` has completed it, as v1 allows.
     if count is not None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidInput("count must be a positive integer", field="count")
