@@ -362,6 +362,10 @@ class Runner:
                 reason = f"killed by {signame}"
             else:
                 exit_code = returncode
+            if self.stop_kind == "shutdown":
+                reason = f"{reason}; stopped because the studio on host {host} shut down".lstrip("; ")
+            elif self.stop_kind == "ended":
+                reason = f"{reason}; the studio had already ended this run".lstrip("; ")
             self.diag(f"script exited with code {exit_code}" + (f" ({reason})" if reason else ""))
         deadline = time.monotonic() + REPORT_DEADLINE
         self.api.call("POST", "runner/finalizing/", deadline=deadline)

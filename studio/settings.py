@@ -227,5 +227,20 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("STUDIO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # One line per poll or dispatch task is noise; failures still log as errors.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+        "kombu.connection": {"level": "ERROR"},
+    },
+}
+
+CELERY_BEAT_SCHEDULE = {
+    "poll-runs": {
+        "task": "runs.tasks.poll_runs",
+        "schedule": STUDIO_POLL_INTERVAL,
+        "options": {"queue": "studio", "expires": STUDIO_POLL_INTERVAL * 2},
+    }
 }

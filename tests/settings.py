@@ -10,3 +10,7 @@ from pathlib import Path
 os.environ.setdefault("STUDIO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 
 from studio.settings import *  # noqa: F403
+
+# The live server answers each request on a new thread; persistent connections
+# would outlive those threads and keep the test database busy at teardown.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

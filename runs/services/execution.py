@@ -242,15 +242,19 @@ def run_claim(run_pk: int, hostname: str) -> tuple[Run, str] | None:
     target's row lock makes concurrent claims on PostgreSQL take turns;
     SQLite serialises writers anyway.
     """
+    run = Run.objects.select_related("experiment__workspace").filter(pk=run_pk).first()
+    if run is None or run.status != Status.QUEUED:
+        return None
     with transaction.atomic():
-        run = Run.objects.select_related("experiment__workspace").filter(pk=run_pk).first()
-        if run is None or run.status != Status.QUEUED:
-            return None
         target = (
             ComputeTarget.objects.select_for_update()
             .filter(workspace=run.experiment.workspace, name=run.compute_target)
             .first()
         )
+        # Re-read under the target's lock: a concurrent claim may have won meanwhile.
+        run.refresh_from_db()
+        if run.status != Status.QUEUED:
+            return None
         if target is None:
             transition(
                 run,
@@ -266,7 +270,7 @@ def run_claim(run_pk: int, hostname: str) -> tuple[Run, str] | None:
             return None
         key = new_run_key()
         try:
-            transition(
+            claimed = transition(
                 run,
                 Status.PREPARING,
                 reason=f"dispatched to host {hostname}",
@@ -276,6 +280,8 @@ def run_claim(run_pk: int, hostname: str) -> tuple[Run, str] | None:
                 dispatched_at=timezone.now(),
             )
         except IllegalTransition:
+            return None
+        if not claimed:  # it was already Preparing: another dispatch of the same run won
             return None
     return run, key
 
@@ -380,7 +386,9 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
     elif exit_code == 0:
         transition(run, Status.COMPLETED, reason="script exited with code 0", **fields)
     else:
-        described = f"exit code {exit_code}" if exit_code is not None else (reason or "no exit code")
+        described = f"exit code {exit_code}" if exit_code is not None else "no exit code"
+        if reason:
+            described = f"{described} ({reason})"
         fields["error"] = build_error(
             f"the script failed with {described}" + (f"\n\n{tail}" if tail else ""),
             "ScriptExecution.ExitCode",
