@@ -48,7 +48,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_SELECTED = 50
 MAX_CHARTS = 12
 MAX_FILTERS = 20
-CHART_KINDS = {"line": "Metric curves", "bar": "Final value (bar)", "par": "Parallel coordinates"}
+CHART_KINDS = {"line": "Curves", "bar": "Final value", "par": "Parallel coordinates"}
 # Keys that make a URL a one-off action; they are applied, then dropped from the canonical URL.
 ACTION_KEYS = ("add_chart", "remove_chart", "new_kind", "new_metric", "new_x", "new_dims", "clear_sel")
 

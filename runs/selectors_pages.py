@@ -473,7 +473,10 @@ def bar_figure(runs: list[Run], chart: Chart) -> dict:
                 "marker": {"color": "#2f6fb0"},
             }
         ],
-        "layout": {"yaxis": {"title": {"text": f"{chart.metric} (last value)"}}, "xaxis": {"type": "category"}},
+        "layout": {
+            "yaxis": {"title": {"text": f"{chart.metric} (last value)"}, "automargin": True},
+            "xaxis": {"type": "category", "automargin": True},
+        },
         "missing": [_run_label(r) for r in runs if last.get(r.pk) is None],
         "points": len(shown),
         "downsampled": False,
@@ -528,7 +531,7 @@ def parallel_figure(runs: list[Run], chart: Chart) -> dict:
                 "dimensions": dimensions,
             }
         ],
-        "layout": {},
+        "layout": {"margin": {"l": 70, "r": 60, "t": 50, "b": 30}},
         "missing": [f"{len(pks) - len(shown)} runs have no value for {chart.metric}"] if len(shown) < len(pks) else [],
         "points": len(shown),
         "downsampled": False,

@@ -747,7 +747,7 @@ def run_file_download(request, run_id: str):
         raise Http404("the file's content is missing from storage")
     inline = request.GET.get("inline") == "1" and record.content_type in INLINE_IMAGE_TYPES
     response = FileResponse(
-        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it when the response is sent
+        open(path, "rb"),
         as_attachment=not inline,
         filename=record.path.rsplit("/", 1)[-1],
         content_type=record.content_type if inline else "application/octet-stream",

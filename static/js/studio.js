@@ -27,7 +27,9 @@
   // Charts: each fragment carries its figure as JSON (json_script), drawn once it is in the page.
   function drawCharts(root) {
     if (!window.Plotly) return;
-    root.querySelectorAll(".plot[data-figure]:not([data-drawn])").forEach(function (el) {
+    var plots = Array.prototype.slice.call(root.querySelectorAll(".plot[data-figure]:not([data-drawn])"));
+    if (root.matches && root.matches(".plot[data-figure]:not([data-drawn])")) plots.push(root);
+    plots.forEach(function (el) {
       var source = document.getElementById(el.getAttribute("data-figure"));
       if (!source) return;
       el.setAttribute("data-drawn", "1");
@@ -46,6 +48,7 @@
   }
 
   function enhance(root) {
+    if (!root.querySelectorAll) return;
     root.querySelectorAll(".js-only[hidden]").forEach(function (el) { el.hidden = false; });
     drawCharts(root);
     followLog();
