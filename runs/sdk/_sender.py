@@ -124,6 +124,7 @@ class _Beat:
     run_id: str
     base_url: str
     token: str
+    interval: float
     due: float
 
 
@@ -141,9 +142,9 @@ class Sender:
         self._dropped_full = 0
         self._last_full_warning = 0.0
         self._thread: threading.Thread | None = None
+        self._closed = False
         self.queue_max = env_int("STUDIO_METRICS_QUEUE_MAX", 5_000_000, minimum=1)
         self.batch_points = env_int("STUDIO_METRICS_BATCH_POINTS", 20_000, minimum=1)
-        self.heartbeat_interval = env_float("STUDIO_HEARTBEAT_INTERVAL_SECONDS", 30.0, minimum=0.1)
         self.sent_batches = 0
         self.sent_points = 0
 
@@ -232,8 +233,8 @@ class Sender:
     def start_heartbeats(self, run: Any) -> None:
         """Heartbeat `run` every interval while the object lives, until `stop_heartbeats(run.id)`."""
         client = run._client
-        due = time.monotonic() + self.heartbeat_interval
-        beat = _Beat(weakref.ref(run), run.id, client.base_url, client.token, due)
+        interval = env_float("STUDIO_HEARTBEAT_INTERVAL_SECONDS", 30.0, minimum=0.1)
+        beat = _Beat(weakref.ref(run), run.id, client.base_url, client.token, interval, time.monotonic() + interval)
         with self._lock:
             self._beats[run.id] = beat
         self._ensure_thread()
@@ -248,7 +249,7 @@ class Sender:
     # --- the thread --------------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self._closed or (self._thread is not None and self._thread.is_alive()):
             return
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
@@ -256,8 +257,15 @@ class Sender:
             self._thread = threading.Thread(target=self._loop, name="studio-metrics-sender", daemon=True)
             self._thread.start()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread (queued points are not sent any more). For a sender that is not the process's."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def _loop(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 busy = self._step()
             except Exception:  # the sender must outlive any bug; the points stay queued
@@ -443,7 +451,7 @@ class Sender:
                 del self._beats[run_id]  # nobody holds the Run any more: nobody drives it
             due = [b for b in self._beats.values() if b.due <= now][:HEARTBEATS_PER_STEP]
             for beat in due:
-                beat.due = now + self.heartbeat_interval
+                beat.due = now + beat.interval
         for beat in due:
             client = self._client(beat.base_url, beat.token)
             try:
