@@ -5,7 +5,7 @@ WORK_DIR/<run id>/src, and start `python -m runs.runner` in its own session so
 it outlives the worker (a warm shutdown or a worker crash neither kills nor
 orphans the run: the runner reports over HTTP, not through the worker).
 
-HostMonitor: a thread in every worker that, every half second, passes cancel
+HostMonitor: a thread in every worker that, four times a second, passes cancel
 and fail requests to this host's runners (SIGUSR1 + a stop file, so a cancel
 takes effect in under a second), and every two seconds tells the studio this
 host is alive and which runners have vanished.
@@ -186,7 +186,7 @@ class HostMonitor(bootsteps.StartStopStep):
     """Celery worker step: watch this host's runners while the worker lives."""
 
     requires = {"celery.worker.components:Pool"}
-    STOP_CHECK_SECONDS = 0.5
+    STOP_CHECK_SECONDS = 0.25
     REPORT_SECONDS = 2.0
 
     def __init__(self, worker, **kwargs):

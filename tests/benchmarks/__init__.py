@@ -1,0 +1,1 @@
+"""Benchmarks: figures, not pass/fail. Run with `make bench` (python -m tests.benchmarks)."""
