@@ -78,7 +78,7 @@ def log_metrics(target: Run, metrics: dict[str, list]) -> None:
 
 def zip_of(files: dict[str, bytes | str]) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
