@@ -145,8 +145,11 @@ class Sender:
         self._closed = False
         self.queue_max = env_int("STUDIO_METRICS_QUEUE_MAX", 5_000_000, minimum=1)
         self.batch_points = env_int("STUDIO_METRICS_BATCH_POINTS", 20_000, minimum=1)
+        # Counters for tests and benchmarks: batches acknowledged, their points, and how many of
+        # them the studio had already stored (a retry after a lost answer).
         self.sent_batches = 0
         self.sent_points = 0
+        self.duplicate_batches = 0
 
     # --- the caller's side ---------------------------------------------------------------------
 
@@ -365,6 +368,8 @@ class Sender:
             sink.attempts, sink.next_attempt = 0, 0.0
             self.sent_batches += 1
             self.sent_points += batch.points
+            if _answer(response).get("duplicate") is True:
+                self.duplicate_batches += 1
             self._settle(batch)
             return True
         if status is None or status >= 500 or status in (408, 429):
@@ -495,6 +500,14 @@ def _halves(parts: list) -> list[list]:
         [(series, values[:middle], times[:middle], steps[:middle])],
         [(series, values[middle:], times[middle:], steps[middle:])],
     ]
+
+
+def _answer(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _detail(response: requests.Response) -> str:
