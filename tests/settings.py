@@ -14,3 +14,6 @@ from studio.settings import *  # noqa: F403
 # The live server answers each request on a new thread; persistent connections
 # would outlive those threads and keep the test database busy at teardown.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# Every test creates users; the production hasher would spend most of the suite's time hashing.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
