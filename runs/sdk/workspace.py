@@ -76,6 +76,7 @@ class Workspace:
         self.experiment_name = experiment_name
         self._client = HttpClient(self._url, self._token)
         self._details: dict | None = None
+        self._config_path: Path | None = None  # the config.json it came from, if any
         if _validate:
             self._details = self._client.get(f"workspaces/{q(name)}/")
 
