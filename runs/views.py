@@ -228,7 +228,7 @@ def experiment_page(request, workspace: str, experiment: str):
             return HttpResponseRedirect(_experiment_url(exp, state.to_query()))
     context = _experiment_context(request, principal, exp, state)
     if _partial(request):
-        context["oob"] = True
+        context["partial"] = True
         response = render(request, "runs/partials/experiment_results.html", context)
         response["HX-Push-Url"] = _experiment_url(exp, context["query"])
         return response

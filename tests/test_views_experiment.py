@@ -124,6 +124,8 @@ def test_an_htmx_request_gets_the_results_and_the_canonical_url(exp, alice):
     )
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="results"') and "<html" not in body
+    assert '<tr id="run-' in body and not re.search(r"<tr[^>]*hx-swap-oob", body)  # rows swap in place
+    assert 'id="exp-counts" class="stats" hx-swap-oob="true"' in body  # counts refresh out of band
     pushed = urlsplit(response["HX-Push-Url"])
     assert pushed.path == EXP
     assert parse_qs(pushed.query) == {"tag": ["quality=great"], "cols": ["number,status"]}
