@@ -607,15 +607,30 @@ def run_metric_chart(request, run_id: str):
     )
 
 
-def _log_choice(run: Run, requested: str | None) -> tuple[list, str | None]:
-    available = logs.log_files(run)
-    names = [f.name for f in available]
+LOG_LABELS = {
+    logs.DRIVER_LOG: "Driver log",
+    logs.DIAGNOSTIC_LOG: "Diagnostic log",
+    logs.ERROR_LOG: "Error log",
+    logs.USER_LOG: "User log",
+}
+
+
+def _log_choice(run: Run, requested: str | None) -> tuple[list[str], str | None]:
+    """The log tabs to offer and the one to show.
+
+    While a run is active its driver log (the script's output) is the default
+    even before its first byte arrives, so the tab starts tailing it at once.
+    """
+    names = [f.name for f in logs.log_files(run)]
     if requested in names:
-        return available, requested
-    for preferred in (logs.DRIVER_LOG, logs.USER_LOG, logs.DIAGNOSTIC_LOG, logs.ERROR_LOG):
-        if preferred in names:
-            return available, preferred
-    return available, (names[0] if names else None)
+        return names, requested
+    if logs.DRIVER_LOG in names or run.status in ACTIVE:
+        chosen = logs.DRIVER_LOG
+    else:
+        chosen = next((n for n in (logs.USER_LOG, logs.DIAGNOSTIC_LOG, logs.ERROR_LOG) if n in names), None)
+        chosen = chosen or (names[0] if names else None)
+    tabs = names if chosen in names or chosen is None else [chosen, *names]
+    return tabs, chosen
 
 
 @studio_view
@@ -623,32 +638,24 @@ def _log_choice(run: Run, requested: str | None) -> tuple[list, str | None]:
 def run_logs(request, run_id: str):
     run = pages.run_for_page(_principal(request), run_id)
     context = _run_context(request, run, "logs")
-    available, name = _log_choice(run, request.GET.get("name"))
+    tabs, name = _log_choice(run, request.GET.get("name"))
     text, offset, truncated = "", 0, False
     if name is not None:
         try:
-            size = next(f.size for f in available if f.name == name)
-            start = max(0, size - LOG_TAIL_BYTES)
+            start = max(0, logs.log_read(run, name, 0, 0)[1] - LOG_TAIL_BYTES)
             data, _size = logs.log_read(run, name, start, LOG_TAIL_BYTES + 64 * 1024)
             text, _skip, used = pages.decode_log(data, at_start=start == 0)
             offset, truncated = start + used, start > 0
         except NotFound:
-            pass
-    watch = name or logs.DRIVER_LOG
+            pass  # not written yet: the tail starts at 0
     context.update(
         {
-            "log_files": available,
+            "log_tabs": tabs,
             "log_name": name,
-            "watch_name": watch,
             "log_text": text,
             "log_offset": offset,
             "log_truncated": truncated,
-            "log_labels": {
-                logs.DRIVER_LOG: "Driver log",
-                logs.DIAGNOSTIC_LOG: "Diagnostic log",
-                logs.ERROR_LOG: "Error log",
-                logs.USER_LOG: "User log",
-            },
+            "log_labels": LOG_LABELS,
         }
     )
     return render(request, "runs/run_logs.html", context)

@@ -11,10 +11,16 @@ from runs.models import Workspace
 from runs.services import workspaces
 from tests import test_views_support as support
 from tests.conftest import make_user
-from tests.test_browser_support import browser, screenshot, sign_in  # noqa: F401 (fixture)
+from tests.test_browser_support import launch_chromium, screenshot, sign_in
 from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from launch_chromium()
+
 
 EVIL = '<script>alert("x")</script> "q" \'s\''  # short enough not to be truncated in the table
 

@@ -18,8 +18,8 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
+def launch_chromium() -> Iterator:
+    """Yield a headless Debian Chromium; each browser test module wraps this in its `browser` fixture."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
