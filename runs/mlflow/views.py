@@ -181,7 +181,9 @@ def _experiment(call: Call, raw_id: str) -> Experiment:
 def _run(call: Call, run_id: str, *, write: bool = False, deleted_ok: bool = False) -> Run:
     """A visible run (deleted ones too: MLflow reads and restores them); writes need an active one."""
     try:
-        run = selectors.run_get(call.principal, run_id, for_write=write, include_deleted=True)
+        # Only the experiment is joined: MLflow calls need no other related row, and this
+        # lookup is on every log_metric.
+        run = selectors.run_get(call.principal, run_id, for_write=write, include_deleted=True, related=("experiment",))
     except NotFound:
         raise MlflowError(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST) from None
     if write and not deleted_ok and run.deleted_at is not None:
