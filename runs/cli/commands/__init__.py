@@ -1,0 +1,1 @@
+"""The `studio` subcommands, one module per group; each has `register(commands)`."""

@@ -1,0 +1,91 @@
+"""Exit codes and one-line error messages that a shell script can rely on.
+
+Every failure ends as `error: <what went wrong; what to do>` on stderr and one
+of the exit codes below; a traceback is shown only with --debug.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from runs.sdk.exceptions import (
+    ActivityFailedException,
+    AuthenticationException,
+    NotFoundException,
+    ServiceException,
+    StudioConnectionException,
+    StudioException,
+    UserErrorException,
+)
+
+
+class Exit(IntEnum):
+    OK = 0
+    RUN_FAILED = 1  # a command that waits for a run saw it end Failed or Canceled
+    USAGE = 2  # bad arguments or options, an invalid --query, a local file that is missing or unusable
+    NOT_FOUND = 3  # the studio has no such run, experiment, workspace, compute target, file or log
+    AUTH = 4  # no studio/token/workspace configured, the token was refused, or not allowed
+    UNREACHABLE = 5  # the studio could not be reached (refused, unknown host, timed out)
+    REFUSED = 6  # the studio refused the request as invalid or conflicting (HTTP 400, 409, 413)
+    SERVER = 7  # the studio failed (HTTP 5xx) or answered something unexpected
+    INTERRUPTED = 130  # Ctrl-C
+
+
+EXIT_CODE_HELP = """\
+exit codes:
+  0    success
+  1    the run ended Failed or Canceled (submit-script without --async, logs --follow)
+  2    usage error: bad arguments or options, invalid --query, missing local file
+  3    not found: no such run, experiment, workspace, compute target, file or log
+  4    authentication or configuration: nothing configured, token refused, not allowed
+  5    the studio could not be reached
+  6    the studio refused the request (invalid or conflicting, e.g. cancelling a finished run)
+  7    the studio failed (HTTP 5xx) or answered something unexpected
+  130  interrupted (Ctrl-C); a run being followed keeps running"""
+
+LOGIN_HINT = "run `studio login --url URL --token KEY` (create a key on the studio's Tokens page)"
+
+
+class CliError(Exception):
+    """A failure the CLI explains itself: printed as `error: <message>`, exits with `code`."""
+
+    def __init__(self, message: str, code: Exit) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def translate(exc: BaseException) -> CliError | None:
+    """The CliError for an SDK exception, or None if `exc` is not one we explain."""
+    if isinstance(exc, CliError):
+        return exc
+    if isinstance(exc, StudioConnectionException):
+        return CliError(exc.message, Exit.UNREACHABLE)
+    if isinstance(exc, AuthenticationException):
+        return CliError(f"{_sentence(exc.message)}; {LOGIN_HINT}", Exit.AUTH)
+    if isinstance(exc, NotFoundException):
+        return CliError(exc.message, Exit.NOT_FOUND)
+    if isinstance(exc, ServiceException):
+        if exc.status_code == 403:
+            return CliError(f"{_sentence(exc.message)}; ask a workspace owner for access", Exit.AUTH)
+        if exc.status_code >= 500:
+            return CliError(
+                f"the studio failed with HTTP {exc.status_code} on {exc.method} {exc.url}: {exc.message}; "
+                "retry, and if it persists see the studio's log",
+                Exit.SERVER,
+            )
+        return CliError(exc.message, Exit.REFUSED)
+    if isinstance(exc, UserErrorException):
+        return CliError(exc.message, Exit.USAGE)
+    if isinstance(exc, ActivityFailedException | StudioException):
+        return CliError(str(exc), Exit.SERVER)
+    return None
+
+
+def one_line(text: str) -> str:
+    """Messages are one line so `2>&1 | tail -1` and log scrapers see the whole of it."""
+    return " ".join(str(text).split())
+
+
+def _sentence(text: str) -> str:
+    return text.rstrip(" .")
