@@ -354,3 +354,68 @@ def test_an_outage_of_30_seconds_loses_no_point_and_stores_none_twice(ws, proxy,
     assert sum(batches.values_list("points", flat=True)) == 10_000
     assert queue.duplicate_batches > duplicates_before  # that batch was retried under its id, not re-stored
     assert RunRow.objects.get(run_id=run.id).status == "Completed"
+
+
+def test_points_logged_after_complete_are_still_stored(run):
+    run.log("loss", 1.0)
+    run.complete()
+    run.log("late", 2.0)  # v1 allows logging to a finished run; the point must not be lost
+    assert run.get_metrics() == {"loss": 1.0, "late": 2.0}
+
+
+def test_metrics_travel_with_the_standard_json_module_too(run, monkeypatch):
+    from runs.sdk import _json
+
+    monkeypatch.setattr(_json, "_orjson", None)
+    for value in (1, 0.5, math.nan, "é", None):
+        run.log("plain", value)
+    got = run.get_metrics()["plain"]
+    assert got[:2] == [1, 0.5] and math.isnan(got[2]) and got[3:] == ["é", None]
+
+
+EXIT_SCRIPT = """
+import sys
+from runs.sdk import Experiment, Workspace
+ws = Workspace(url=sys.argv[1], name="team-a", token=sys.argv[2])
+run = Experiment(ws, "exit").start_logging()
+print(run.id, flush=True)
+sys.stdin.readline()  # the test may make the studio unreachable now
+for i in range(5000):
+    run.log("loss", float(i))
+assert not [m for m in sys.modules if m == "django" or m.startswith("django.")], "the SDK imported Django"
+"""
+
+
+def _script(url: str, token: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.Popen(
+        [sys.executable, "-c", EXIT_SCRIPT, url, token],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_points_queued_at_exit_are_delivered_before_the_process_ends(ws, api):
+    proc = _script(ws.url, ws._client.token)
+    run_id = proc.stdout.readline().strip()
+    _out, err = proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert points(api, run_id, "loss")["values"] == [float(i) for i in range(5000)]
+
+
+def test_exit_waits_a_bounded_time_when_the_studio_is_away(ws, proxy):
+    proc = _script(proxy.url, ws._client.token, {"STUDIO_METRICS_EXIT_TIMEOUT_SECONDS": "2"})
+    proc.stdout.readline()
+    proxy.stop()
+    started = time.monotonic()
+    _out, err = proc.communicate("\n", timeout=60)
+    assert proc.returncode == 0 and time.monotonic() - started < 15
+    assert "could not be delivered to the studio within 2 s of exit and are lost" in err

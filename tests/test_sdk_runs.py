@@ -66,6 +66,8 @@ def test_start_logging_sets_labels_and_details_follow_v1(exp):
     assert details["status"] == "Running" and "endTimeUtc" not in details and details["displayName"] == "first"
     assert details["runId"] == run.id and details["number"] == 1 and details["experimentName"] == "sdk-runs"
     assert "error" not in details and "parentRunId" not in details
+    run.start()  # already Running: harmless
+    assert run.get_status() == "Running"
     run.display_name = "renamed"
     run.description = "better"
     assert RunRow.objects.values_list("display_name", "description").get(run_id=run.id) == ("renamed", "better")

@@ -243,3 +243,10 @@ def test_an_ignored_script_or_no_script_is_refused(exp, project):
         exp.submit(ScriptRunConfig(source_directory=str(project), script="child.py"))
     with pytest.raises(UserErrorException, match="either script or command"):
         exp.submit(ScriptRunConfig(source_directory=str(project)))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_logging_can_snapshot_a_folder(exp, project):
+    run = exp.start_logging(snapshot_directory=project)
+    sha = run.get_properties()["ContentSnapshotId"]
+    assert Snapshot.objects.get().sha256 == sha == run.get_snapshot_id()

@@ -225,11 +225,15 @@ class Sender:
         with self._lock:
             return sum(series.logged - series.done for series in sink.series.values())
 
-    def forget(self, sink: Sink) -> None:
-        """Drop an emptied sink (its run ended) so long-lived processes do not accumulate them."""
+    def forget(self, sink: Sink) -> bool:
+        """Drop a sink with nothing left to send (its run ended), so a long-lived process does not
+        keep iterating over the sinks of finished runs. Returns True if it was dropped; the caller
+        must then ask `sink()` again before logging more."""
         with self._lock:
-            if all(series.done >= series.logged for series in sink.series.values()):
-                self._sinks.pop((sink.base_url, sink.token, sink.run_id), None)
+            if any(series.done < series.logged for series in sink.series.values()):
+                return False
+            self._sinks.pop((sink.base_url, sink.token, sink.run_id), None)
+            return True
 
     # --- heartbeats -----------------------------------------------------------------------------
 

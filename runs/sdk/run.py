@@ -289,8 +289,8 @@ class Run(RunFiles):
         # Never heartbeat a run after asking the studio to end it.
         sender().stop_heartbeats(self._id)
         self._dto = self._client.post(f"{self._path}/{action}/", body, retry=True)
-        if self._sink is not None:
-            sender().forget(self._sink)
+        if self._sink is not None and sender().forget(self._sink):
+            self._sink = None  # points logged after the end (allowed) go to a fresh sink
 
     def __enter__(self) -> Run:
         return self
