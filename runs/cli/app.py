@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from runs.cli.context import ONE_SHOT_RETRY_SECONDS, Context, retry_seconds
 from runs.cli.errors import EXIT_CODE_HELP, CliError, Exit, one_line, translate
 from runs.cli.output import FORMATS, apply_query, compile_query, render, write_err
 
@@ -182,8 +183,6 @@ def setup_logging(verbose: bool, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("runs").setLevel(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
-    if debug:
-        logging.getLogger("urllib3").setLevel(logging.DEBUG)
 
 
 class _Formatter(logging.Formatter):
@@ -196,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so that even an argument error can show its traceback.
     debug = "--debug" in argv
+    context: Any = None
+    retry_seconds(ONE_SHOT_RETRY_SECONDS)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -207,9 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return Exit.OK
         expression = getattr(args, "query", None)
         compiled = compile_query(expression) if expression else None
-        from runs.cli.context import Context
-
-        result = handler(args, Context(args))
+        context = Context(args)
+        result = handler(args, context)
         if not isinstance(result, Result):
             return int(result or Exit.OK)
         if result.data is not None or compiled is not None:
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return Exit.OK
     except Exception as exc:
-        error = translate(exc)
+        error = translate(exc, getattr(context, "token_source", None))
         if debug:
             traceback.print_exc()
         if error is None:

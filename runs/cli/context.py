@@ -32,6 +32,18 @@ from runs.sdk.workspace import CONFIG_FILE, CONFIG_FOLDERS, Workspace
 
 log = logging.getLogger("runs.cli")
 
+RETRY_ENV = "STUDIO_HTTP_RETRY_SECONDS"
+ONE_SHOT_RETRY_SECONDS = 3.0  # a one-off command says "unreachable" after ~3 s rather than the SDK's 10 s
+FOLLOW_RETRY_SECONDS = 60.0  # while streaming a long run, ride out a studio restart
+_USER_RETRY = RETRY_ENV in os.environ
+
+
+def retry_seconds(seconds: float) -> None:
+    """How long calls that are safe to repeat retry an unreachable studio (the SDK reads env
+    STUDIO_HTTP_RETRY_SECONDS on every request). A value the user set in the environment wins."""
+    if not _USER_RETRY:
+        os.environ[RETRY_ENV] = f"{seconds:g}"
+
 
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
@@ -48,6 +60,7 @@ class Context:
         self._config: tuple[Path | None, dict] | None = None
         self._client: HttpClient | None = None
         self._workspace_name: str | None = None
+        self.token_source: str | None = None  # for error messages: which token to fix
 
     # --- the config file ---------------------------------------------------------------------
 
@@ -85,29 +98,28 @@ class Context:
         url = _env("STUDIO_URL") or self.config.get("url") or _credentials(credentials.default_url)
         if not url:
             raise CliError(
-                f"no studio configured: {LOGIN_HINT}, or run `studio folder attach -w WORKSPACE` in a folder "
-                "with a config.json, or set STUDIO_URL and STUDIO_TOKEN",
+                f"no studio configured: {LOGIN_HINT}, or pass --path to a config.json (`make run` writes "
+                "var/config.json), or set STUDIO_URL and STUDIO_TOKEN",
                 Exit.AUTH,
             )
         return credentials.normalize_url(str(url))
 
     @property
     def token(self) -> str:
-        url = self.url
+        token, self.token_source = self._find_token(self.url)
+        return token
+
+    def _find_token(self, url: str) -> tuple[str, str]:
         if token := _env("STUDIO_TOKEN"):
-            log.info("token from env STUDIO_TOKEN")
-            return token
+            return token, _said("env STUDIO_TOKEN")
         if token := self.config.get("token"):
-            log.info("token from %s", self.config_path)
-            return str(token)
+            return str(token), _said(str(self.config_path))
         if token := _credentials(credentials.token_for, url):
-            log.info("token saved by `studio login` in %s", credentials.credentials_path())
-            return token
+            return token, _said(f"`studio login` ({credentials.credentials_path()})")
         # Inside a submitted run, the run's own token reaches the run's studio.
         run_url = _env("STUDIO_URL")
         if run_url and credentials.normalize_url(run_url) == url and (token := _env("STUDIO_RUN_TOKEN")):
-            log.info("token of the submitted run (env STUDIO_RUN_TOKEN)")
-            return token
+            return token, _said("the submitted run (env STUDIO_RUN_TOKEN)")
         raise CliError(f"no API token for {url}: {LOGIN_HINT}, or set STUDIO_TOKEN", Exit.AUTH)
 
     @property
@@ -172,6 +184,11 @@ class Context:
         # One session per command: the SDK objects share the CLI's (and its debug logging).
         ws._client = self.client
         return ws
+
+
+def _said(source: str) -> str:
+    log.info("token from %s", source)
+    return source
 
 
 def find_config(start: Path) -> Path | None:

@@ -55,16 +55,30 @@ class CliError(Exception):
         self.code = code
 
 
-def translate(exc: BaseException) -> CliError | None:
-    """The CliError for an SDK exception, or None if `exc` is not one we explain."""
+# What to try when the studio says something does not exist (matched on the start of its message).
+_NOT_FOUND_HINTS = (
+    ("run '", "check the id; `studio run list` shows the runs"),
+    ("experiment '", "`studio experiment list` shows the experiments"),
+    ("workspace '", "`studio login` lists the workspaces you are a member of"),
+)
+
+
+def translate(exc: BaseException, token_source: str | None = None) -> CliError | None:
+    """The CliError for an SDK exception, or None if `exc` is not one we explain.
+
+    `token_source` says where the token came from, so a refused token names the place to fix.
+    """
     if isinstance(exc, CliError):
         return exc
     if isinstance(exc, StudioConnectionException):
         return CliError(exc.message, Exit.UNREACHABLE)
     if isinstance(exc, AuthenticationException):
-        return CliError(f"{_sentence(exc.message)}; {LOGIN_HINT}", Exit.AUTH)
+        where = f"the token from {token_source} was refused: " if token_source else ""
+        fix = "" if "studio login" in exc.message else f"; {LOGIN_HINT}"
+        return CliError(f"{where}{_sentence(exc.message)}{fix}", Exit.AUTH)
     if isinstance(exc, NotFoundException):
-        return CliError(exc.message, Exit.NOT_FOUND)
+        hint = next((h for prefix, h in _NOT_FOUND_HINTS if exc.message.startswith(prefix)), None)
+        return CliError(f"{_sentence(exc.message)}; {hint}" if hint else exc.message, Exit.NOT_FOUND)
     if isinstance(exc, ServiceException):
         if exc.status_code == 403:
             return CliError(f"{_sentence(exc.message)}; ask a workspace owner for access", Exit.AUTH)

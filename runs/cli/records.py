@@ -130,3 +130,37 @@ def duration(seconds: Any) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def experiments_table(data: Any) -> tuple[list[str], list[list[str]], set[int]] | None:
+    if not isinstance(data, list) or not all(isinstance(i, dict) and "runCount" in i for i in data):
+        return None
+    headers = ["Name", "Runs", "LastActivity (UTC)", "Created (UTC)", "Description"]
+    rows = [
+        [
+            str(item.get("name") or ""),
+            "" if item.get("runCount") is None else str(item["runCount"]),
+            short_time(item.get("lastActivityTimeUtc")),
+            short_time(item.get("createdTimeUtc")),
+            summarise(item.get("description")),
+        ]
+        for item in data
+    ]
+    return headers, rows, {1}
+
+
+def computes_table(data: Any) -> tuple[list[str], list[list[str]], set[int]] | None:
+    items = [data] if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(i, dict) and "maxConcurrentRuns" in i for i in items):
+        return None
+    headers = ["Name", "Kind", "MaxConcurrentRuns", "Description"]
+    rows = [
+        [
+            str(item.get("name") or ""),
+            str(item.get("kind") or ""),
+            "" if item.get("maxConcurrentRuns") is None else str(item["maxConcurrentRuns"]),
+            summarise(item.get("description")),
+        ]
+        for item in items
+    ]
+    return headers, rows, {2}

@@ -45,6 +45,7 @@ _HEADER = """\
 # {purpose}
 # The script and arguments given on the command line, --target and --env
 # override the values here. Format: YAML (JSON works too).
+
 """
 
 _BODY = """\

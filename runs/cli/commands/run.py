@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from runs.cli import runconfig
 from runs.cli.args import key_equals_value, key_value, positive_int, statuses
+from runs.cli.context import FOLLOW_RETRY_SECONDS, retry_seconds
 from runs.cli.errors import CliError, Exit
 from runs.cli.output import write_err
 from runs.cli.records import minimal_run_record, run_detail_record, run_record, runs_table
@@ -29,7 +30,6 @@ DRIVER_LOG = "azureml-logs/70_driver_log.txt"
 USER_LOG = "logs/user_log.txt"
 PAGE_MAX = 500  # the API's largest page
 LAST_DEFAULT = 10  # as `az ml run list`
-FOLLOW_RETRY_SECONDS = "60"  # a studio restart should not end a long follow
 
 
 def register(commands: Commands) -> None:
@@ -235,6 +235,12 @@ def submit_script(args: Any, ctx: Context) -> Any:
         source = ctx.path if ctx.path.is_dir() else Path.cwd()
     if not source.is_dir():
         raise CliError(f"--source-directory {source} is not a folder", Exit.USAGE)
+    if not (source / script).is_file():  # checked before the experiment is created
+        raise CliError(
+            f"script {script} not found in {source.resolve()}: give its path relative to the source directory "
+            "(--source-directory, default: the current folder)",
+            Exit.USAGE,
+        )
     variables = dict(config.environment_variables) if config else {}
     variables.update(dict(args.env))
     src = ScriptRunConfig(
@@ -251,7 +257,7 @@ def submit_script(args: Any, ctx: Context) -> Any:
     log.info("submitted run %s", run.id)
     if args.run_async:
         return Result(run_record(run._info()))
-    os.environ.setdefault("STUDIO_HTTP_RETRY_SECONDS", FOLLOW_RETRY_SECONDS)
+    retry_seconds(FOLLOW_RETRY_SECONDS)
     try:
         details = run.wait_for_completion(show_output=True, wait_post_processing=True, raise_on_error=False)
     except KeyboardInterrupt:
@@ -312,8 +318,9 @@ def run_list(args: Any, ctx: Context) -> Any:
         limit = None if getattr(args, "query", None) else LAST_DEFAULT
     runs, continuation = fetch_runs(ctx.client, path, params, limit, args.continuation)
     if continuation and (getattr(args, "verbose", False) or getattr(args, "debug", False)):
-        write_err(f"continuation: {continuation}")
-        write_err(f"info: more runs exist; pass --continuation {continuation} for the next page")
+        write_err(
+            f"continuation: {continuation} (more runs exist; pass --continuation {continuation} for the next page)"
+        )
     make = minimal_run_record if args.minimal else run_record
     return Result([make(dto) for dto in runs], default_output="table", table=runs_table)
 
@@ -421,7 +428,7 @@ def run_logs(args: Any, ctx: Context) -> Any:
             ) from None
         out.flush()
         return Exit.OK
-    os.environ.setdefault("STUDIO_HTTP_RETRY_SECONDS", FOLLOW_RETRY_SECONDS)
+    retry_seconds(FOLLOW_RETRY_SECONDS)
     try:
         final = follow_log(client, args.run_id, name, out)
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from runs.cli.args import positive_int
 from runs.cli.errors import Exit
-from runs.cli.records import compute_record, experiment_record
+from runs.cli.records import compute_record, computes_table, experiment_record, experiments_table
 from runs.sdk._http import q
 
 if TYPE_CHECKING:
@@ -57,14 +57,14 @@ def experiment_list(args: Any, ctx: Context) -> Any:
     from runs.cli.app import Result
 
     items = ctx.client.get(f"workspaces/{q(ctx.workspace_name)}/experiments/")
-    return Result([experiment_record(item) for item in items], default_output="table")
+    return Result([experiment_record(item) for item in items], default_output="table", table=experiments_table)
 
 
 def compute_list(args: Any, ctx: Context) -> Any:
     from runs.cli.app import Result
 
     items = ctx.client.get(f"workspaces/{q(ctx.workspace_name)}/computes/")
-    return Result([compute_record(item) for item in items], default_output="table")
+    return Result([compute_record(item) for item in items], default_output="table", table=computes_table)
 
 
 def compute_create(args: Any, ctx: Context) -> Any:
@@ -78,7 +78,7 @@ def compute_create(args: Any, ctx: Context) -> Any:
     if args.kind is not None:
         body["kind"] = args.kind
     item = ctx.client.post(f"workspaces/{q(ctx.workspace_name)}/computes/", body)
-    return Result(compute_record(item))
+    return Result(compute_record(item), table=computes_table)
 
 
 def compute_delete(args: Any, ctx: Context) -> Any:
