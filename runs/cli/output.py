@@ -18,8 +18,8 @@ Formats:
   `k=v, ...` and long cells are cut with "…".
 - tsv: no header; one line per item; an object's values in key order, a
   list's items in order; null is empty, booleans are true/false, nested
-  objects and lists are compact JSON; tabs, newlines and backslashes inside
-  values are written as \\t, \\n and \\\\ so every item stays on one line.
+  objects and lists are compact JSON; in string values, tabs, newlines and
+  backslashes are written as \\t, \\n and \\\\ so every item stays on one line.
 """
 
 from __future__ import annotations
@@ -153,10 +153,9 @@ def tsv_cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict | list):
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    else:
-        text = str(value)
+    if isinstance(value, dict | list):  # compact JSON holds no raw tab or newline; it stays parseable
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = str(value)
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
