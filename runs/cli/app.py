@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return Exit.OK
     except Exception as exc:
-        error = translate(exc, getattr(context, "token_source", None))
+        error = translate(exc, getattr(context, "url_source", None), getattr(context, "token_source", None))
         if debug:
             traceback.print_exc()
         if error is None:

@@ -6,7 +6,8 @@ Resolution, first match wins (the same places `Workspace.from_config()` looks):
   `.studio/config.json` or `.azureml/config.json` in `--path` (default: the
   current folder) or one of its parents;
 - studio URL: env STUDIO_URL, the config file's `url`, the default server of
-  `studio login`;
+  `studio login` (for `folder attach`, which writes a new config, the server of
+  `studio login` comes before the config file it replaces);
 - token: env STUDIO_TOKEN, the config file's `token` (the `var/config.json`
   that `make run` writes has one), the token `studio login` saved for that URL;
 - workspace: `-w`, the config file's `workspace_name`, env STUDIO_WORKSPACE,
@@ -60,7 +61,12 @@ class Context:
         self._config: tuple[Path | None, dict] | None = None
         self._client: HttpClient | None = None
         self._workspace_name: str | None = None
-        self.token_source: str | None = None  # for error messages: which token to fix
+        self._url: str | None = None
+        # For error messages: where the URL and the token came from, so the message names what to fix.
+        self.url_source: str | None = None
+        self.token_source: str | None = None
+        # `folder attach` writes a new config: the server you logged in to beats the one it replaces.
+        self.prefer_login_url = False
 
     # --- the config file ---------------------------------------------------------------------
 
@@ -95,14 +101,24 @@ class Context:
 
     @property
     def url(self) -> str:
-        url = _env("STUDIO_URL") or self.config.get("url") or _credentials(credentials.default_url)
-        if not url:
-            raise CliError(
-                f"no studio configured: {LOGIN_HINT}, or pass --path to a config.json (`make run` writes "
-                "var/config.json), or set STUDIO_URL and STUDIO_TOKEN",
-                Exit.AUTH,
-            )
-        return credentials.normalize_url(str(url))
+        if self._url is None:
+            self._url, self.url_source = self._find_url()
+        return self._url
+
+    def _find_url(self) -> tuple[str, str]:
+        if self.prefer_login_url and (url := _credentials(credentials.default_url)) and not _env("STUDIO_URL"):
+            return credentials.normalize_url(url), "`studio login`"
+        if url := _env("STUDIO_URL"):
+            return credentials.normalize_url(url), "env STUDIO_URL"
+        if url := self.config.get("url"):
+            return credentials.normalize_url(str(url)), str(self.config_path)
+        if url := _credentials(credentials.default_url):
+            return credentials.normalize_url(url), "`studio login`"
+        raise CliError(
+            f"no studio configured: {LOGIN_HINT}, or pass --path to a config.json (`make run` writes "
+            "var/config.json), or set STUDIO_URL and STUDIO_TOKEN",
+            Exit.AUTH,
+        )
 
     @property
     def token(self) -> str:

@@ -63,15 +63,17 @@ _NOT_FOUND_HINTS = (
 )
 
 
-def translate(exc: BaseException, token_source: str | None = None) -> CliError | None:
+def translate(exc: BaseException, url_source: str | None = None, token_source: str | None = None) -> CliError | None:
     """The CliError for an SDK exception, or None if `exc` is not one we explain.
 
-    `token_source` says where the token came from, so a refused token names the place to fix.
+    `url_source` and `token_source` say where the URL and token came from, so an unreachable
+    studio or a refused token names the place to fix.
     """
     if isinstance(exc, CliError):
         return exc
     if isinstance(exc, StudioConnectionException):
-        return CliError(exc.message, Exit.UNREACHABLE)
+        where = f"; the URL is from {url_source}" if url_source else ""
+        return CliError(f"{_sentence(exc.message)}{where}", Exit.UNREACHABLE)
     if isinstance(exc, AuthenticationException):
         where = f"the token from {token_source} was refused: " if token_source else ""
         fix = "" if "studio login" in exc.message else f"; {LOGIN_HINT}"

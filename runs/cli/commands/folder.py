@@ -25,7 +25,9 @@ def register(commands: Commands) -> None:
             "Write <path>/.studio/config.json ({url, workspace_name, experiment_name}; never the token) so that "
             "commands and Workspace.from_config() run in this folder find the workspace, and the sample run "
             "configurations .studio/sklearn.runconfig and .studio/local.runconfig for `run submit-script -c NAME` "
-            "(existing runconfig files are kept). The workspace is checked and the experiment created if missing."
+            "(existing runconfig files are kept). The studio is the one of env STUDIO_URL, else the one `studio login` "
+            "saved, else the one of a config.json already found. The workspace is checked and the experiment "
+            "created if missing."
         ),
         epilog="example:\n  studio folder attach -w myworkspace -e testexperiment\n"
         "  studio run submit-script -c sklearn train.py",
@@ -40,6 +42,7 @@ def attach(args: Any, ctx: Context) -> Any:
     folder = ctx.path
     if not folder.is_dir():
         raise CliError(f"--path {folder} is not a folder; pass the project folder to attach", Exit.USAGE)
+    ctx.prefer_login_url = True
     ws = ctx.workspace()
     details = ws.get_details()  # checks the workspace exists before anything is written
     name = args.experiment_name or experiment_name_for(folder)
