@@ -52,21 +52,28 @@ class Api:
         self.base = f"{url.rstrip('/')}/api/runs/{quote(run_id, safe='')}/"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {token}"
+        self.said_unreachable = False
+
+    def _say_unreachable(self, exc: Exception) -> None:
+        # Once, on the runner's own output (runner.out): the logs cannot be shipped either.
+        if not self.said_unreachable:
+            self.said_unreachable = True
+            print(f"runner: cannot reach the studio at {self.base} ({exc}); retrying", file=sys.stderr, flush=True)
 
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         kwargs.setdefault("timeout", 15)
         return self.session.request(method, self.base + path, **kwargs)
 
     def call(self, method: str, path: str, *, deadline: float, stop: threading.Event | None = None, **kwargs):
-        """Retry until a non-transient answer or the deadline. Returns the response or None."""
+        """Retry until a non-transient answer, the deadline, or `stop`. Returns the response or None."""
         delay = 0.2
         while True:
             try:
                 response = self.request(method, path, **kwargs)
                 if response.status_code < 500 and response.status_code != 429:
                     return response
-            except requests.RequestException:
-                pass
+            except requests.RequestException as exc:
+                self._say_unreachable(exc)
             if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
                 return None
             time.sleep(delay)
@@ -142,11 +149,11 @@ class LogShipper(threading.Thread):
             self.ship_once()
             self.halt.wait(SHIP_INTERVAL)
 
-    def finish(self, deadline: float) -> bool:
+    def finish(self, deadline: float, abandon: threading.Event) -> bool:
         self.halt.set()
         self.join(timeout=5)
         delay = 0.2
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not abandon.is_set():
             if self.ship_once():
                 return True
             time.sleep(delay)
@@ -175,6 +182,8 @@ class Runner:
         self.stop_kind = ""  # "cancel", "fail", "timeout", "shutdown", "ended"
         self.stop_grace = float(config.get("cancel_grace_seconds") or 10.0)
         self.stop_requested = threading.Event()
+        self.script_done = threading.Event()
+        self.abandon = threading.Event()
         self.finished = threading.Event()
 
     # --- diagnostics ---------------------------------------------------------------------------
@@ -200,6 +209,10 @@ class Runner:
         self.request_stop(order.get("stop") or "cancel", order.get("grace_seconds"))
 
     def _on_sigterm(self, signum, frame) -> None:
+        if self.script_done.is_set():
+            # Told to stop while only reporting is left (the studio may be gone for good):
+            # give up the retries rather than linger.
+            self.abandon.set()
         self.request_stop("shutdown")
 
     def _heartbeats(self) -> None:
@@ -300,6 +313,7 @@ class Runner:
                         "POST",
                         "files/",
                         deadline=deadline,
+                        stop=self.abandon,
                         files={"file": (name, fh)},
                         data={"name": rel, "origin": "outputs"},
                         timeout=300,
@@ -367,8 +381,9 @@ class Runner:
             elif self.stop_kind == "ended":
                 reason = f"{reason}; the studio had already ended this run".lstrip("; ")
             self.diag(f"script exited with code {exit_code}" + (f" ({reason})" if reason else ""))
+        self.script_done.set()
         deadline = time.monotonic() + REPORT_DEADLINE
-        self.api.call("POST", "runner/finalizing/", deadline=deadline)
+        self.api.call("POST", "runner/finalizing/", deadline=deadline, stop=self.abandon)
         uploaded = self.upload_outputs(deadline)
         self.diag(f"uploaded {uploaded} output file(s)")
         tail = self.log_tail()
@@ -377,9 +392,9 @@ class Runner:
                 fh.write(f"exit code: {exit_code}\n{reason}\n\n--- last lines of the driver log ---\n{tail}\n")
             self.shipper.files[ERROR_LOG] = self.error_log
             self.shipper.offsets[ERROR_LOG] = 0
-        self.shipper.finish(deadline)
+        self.shipper.finish(deadline, self.abandon)
         report = {"exit_code": exit_code, "reason": reason, "log_tail": tail, "timed_out": timed_out}
-        response = self.api.call("POST", "runner/exit/", json=report, deadline=deadline)
+        response = self.api.call("POST", "runner/exit/", json=report, deadline=deadline, stop=self.abandon)
         self.finished.set()
         if response is None or response.status_code >= 400:
             detail = response.text[:300] if response is not None else "studio unreachable"

@@ -219,6 +219,8 @@ STUDIO_POLL_INTERVAL = env_float("STUDIO_POLL_INTERVAL", 5.0, minimum=0.5)
 # A runner whose heartbeat is older than this is NotResponding; after the same
 # time again (with its host silent too) it is Failed.
 STUDIO_HEARTBEAT_TIMEOUT = env_float("STUDIO_HEARTBEAT_TIMEOUT", 20.0, minimum=1.0)
+# A live runner unheard of for this long is shown NotResponding with the reason (never failed for it).
+STUDIO_UNREACHABLE_AFTER = env_float("STUDIO_UNREACHABLE_AFTER", 120.0, minimum=1.0)
 STUDIO_CANCEL_GRACE_SECONDS = env_float("STUDIO_CANCEL_GRACE_SECONDS", 10.0, minimum=0.0)
 
 LOGGING = {

@@ -172,7 +172,12 @@ def start_worker(live_server, transactional_db, tmp_path):
         return worker
 
     yield start
+    from django.conf import settings
+
+    from tests.e2e import reap_runners
+
     _end_runners(Run.objects.filter(status__in=ACTIVE))
+    reap_runners(settings.WORK_DIR)
     for worker in workers:
         worker.stop()
 

@@ -120,3 +120,33 @@ for i in range(300):
     print(f"line {i}", flush=True)
     time.sleep(1)
 """
+
+
+def reap_runners(work_dir, timeout: float = 15.0) -> int:
+    """Stop every runner (and its script) working under `work_dir`; tests leave no process behind."""
+    import signal
+
+    marker = f"runs.runner {work_dir}"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry))
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in found):
+        time.sleep(0.1)
+    for pid in found:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)

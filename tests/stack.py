@@ -137,6 +137,9 @@ def studio_stack(
     finally:
         _stop(proc)
         log.close()
+        from tests.e2e import reap_runners
+
+        reap_runners(data_dir / "work")
         if pg_name:
             _drop_pg_database(pg_name)
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -22,7 +22,7 @@ from tests.e2e import make_zip
 pytestmark = pytest.mark.django_db
 
 # Endpoints about the caller, not about a workspace's data.
-OWN_DATA = {"schema", "docs", "me", "workspaces"}
+OWN_DATA = {"schema", "docs", "health", "me", "workspaces"}
 METHODS = ("get", "post", "patch", "delete")
 
 

@@ -10,6 +10,7 @@ R = "runs/<str:run_id>"
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("health/", v.HealthView.as_view(), name="health"),
     path("me/", v.MeView.as_view(), name="me"),
     path("workspaces/", v.WorkspaceListView.as_view(), name="workspaces"),
     path(f"{W}/", v.WorkspaceDetailView.as_view(), name="workspace"),

@@ -126,6 +126,17 @@ def run_page(request: Request, runs) -> Response:
 # --- identity and workspaces --------------------------------------------------------------------
 
 
+class HealthView(APIView):
+    """Liveness for load balancers and for workers checking their STUDIO_URL (no authentication)."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}))
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
 class MeView(APIView):
     @extend_schema(responses=s.MeSerializer)
     def get(self, request):

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import requests
 from celery import bootsteps
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -174,6 +175,26 @@ def signal_stop(run: Run) -> None:
         os.kill(run.runner_pid, signal.SIGUSR1)
 
 
+def check_studio_url() -> bool:
+    """Can this host's runners reach the studio? Logs the fix when they cannot."""
+    url = f"{studio_url()}/api/health/"
+    try:
+        ok = requests.get(url, timeout=5).ok
+    except requests.RequestException as exc:
+        ok, reason = False, str(exc)
+    else:
+        reason = "it did not answer OK"
+    if not ok:
+        log.error(
+            "runners on this host report to STUDIO_URL=%s, but %s (%s): set STUDIO_URL to the address of the "
+            "studio's web server as seen from this host",
+            studio_url(),
+            url,
+            reason,
+        )
+    return ok
+
+
 def pending_stops(host: str, queues: list[str]) -> list[Run]:
     return list(
         Run.objects.filter(host=host, compute_target__in=queues, status=Status.CANCEL_REQUESTED)
@@ -204,8 +225,10 @@ class HostMonitor(bootsteps.StartStopStep):
 
     def _loop(self, queues: list[str]) -> None:
         host, pid = hostname(), os.getpid()
-        next_report = 0.0
+        next_report = next_url_check = 0.0
         while not self._stopping.is_set():
+            if time.monotonic() >= next_url_check:
+                next_url_check = time.monotonic() + (300.0 if check_studio_url() else 30.0)
             try:
                 close_old_connections()
                 for run in pending_stops(host, queues):

@@ -440,11 +440,22 @@ def poll_runs(now=None) -> dict:
         .filter(Q(run_type=Run.Type.SUBMITTED) | Q(heartbeat_timeout_seconds__isnull=False))
         .select_related("experiment__workspace")
     )
+    unreachable_after = timedelta(seconds=settings.STUDIO_UNREACHABLE_AFTER)
     for run in watched.iterator():
         if run.is_managed:
-            if (run.host, run.compute_target) in live_hosts:
-                continue
             last = run.last_heartbeat_at or run.dispatched_at or run.status_changed_at
+            if (run.host, run.compute_target) in live_hosts:
+                # Its host watches the runner process, so the run is not lost; but if the
+                # studio has not heard from it for long, say so (recoverable, never final).
+                if run.status != Status.NOT_RESPONDING and now - last >= unreachable_after:
+                    mark_lost(
+                        run,
+                        f"the runner (pid {run.runner_pid}) is alive on host {run.host} but has not "
+                        f"reached the studio for {int((now - last).total_seconds())} s; check "
+                        "STUDIO_URL on that host and the network between them",
+                    )
+                    changed += 1
+                continue
             limit = timeout
         else:
             last = run.last_heartbeat_at or run.status_changed_at
