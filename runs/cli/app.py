@@ -9,12 +9,11 @@ import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from runs.cli.context import ONE_SHOT_RETRY_SECONDS, Context, retry_seconds
 from runs.cli.errors import EXIT_CODE_HELP, CliError, Exit, one_line, translate
-from runs.cli.output import FORMATS, apply_query, compile_query, render, write_err
+from runs.cli.output import FORMATS, Result, apply_query, compile_query, render, write_err
 
 DESCRIPTION = """\
 Run Studio from a terminal: the `az ml` v1 run commands against your studio.
@@ -40,16 +39,6 @@ where settings come from (first found wins):
                ./.azureml/config.json, then the same in each parent folder
 
 {EXIT_CODE_HELP}"""
-
-
-@dataclass
-class Result:
-    """What a command produced: `data` is printed with --query and -o applied."""
-
-    data: Any
-    default_output: str = "json"
-    table: Callable[[Any], tuple | None] | None = None
-    code: int = Exit.OK
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,7 +88,6 @@ class Commands:
 
     def __init__(self, root: argparse.ArgumentParser) -> None:
         self.root = root
-        self._groups: dict[str, argparse._SubParsersAction] = {}
         self.root_sub = root.add_subparsers(title="commands", metavar="COMMAND")
 
     def group(self, name: str, help_text: str, description: str | None = None) -> argparse._SubParsersAction:
@@ -109,7 +97,6 @@ class Commands:
         _global_options(parser)
         parser.set_defaults(group_parser=parser)
         sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-        self._groups[name] = sub
         return sub
 
     def command(

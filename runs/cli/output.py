@@ -29,12 +29,27 @@ import os
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 from runs.cli.errors import CliError, Exit
 
 FORMATS = ("json", "jsonc", "table", "tsv", "yaml")
 CELL_MAX = 48
+
+
+@dataclass
+class Result:
+    """What a command produced: `data` is printed with --query and -o applied, then `code` is the exit code.
+
+    `table(data)` may return (headers, rows, numeric columns) to lay out -o table; None falls back
+    to one column per key.
+    """
+
+    data: Any
+    default_output: str = "json"
+    table: Callable[[Any], tuple | None] | None = None
+    code: int = Exit.OK
 
 
 # --- --query ------------------------------------------------------------------------------------------

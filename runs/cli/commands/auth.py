@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from runs.cli.errors import CliError, Exit
+from runs.cli.output import Result
 from runs.sdk import credentials
 from runs.sdk._http import HttpClient
 from runs.sdk.exceptions import AuthenticationException, UserErrorException
@@ -54,8 +55,6 @@ def register(commands: Commands) -> None:
 
 
 def login(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     url = args.url or os.environ.get("STUDIO_URL") or ctx.config.get("url")
     if not url:
         raise CliError("no studio URL: pass --url, e.g. --url http://127.0.0.1:8000", Exit.USAGE)
@@ -95,8 +94,6 @@ def login(args: Any, ctx: Context) -> Any:
 
 
 def logout(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     url = credentials.normalize_url(args.url) if args.url else ctx.url
     try:
         removed = credentials.remove(url)

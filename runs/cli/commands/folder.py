@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from runs.cli import runconfig
 from runs.cli.errors import CliError, Exit
+from runs.cli.output import Result
 
 if TYPE_CHECKING:
     from runs.cli.app import Commands
@@ -36,7 +37,6 @@ def register(commands: Commands) -> None:
 
 
 def attach(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
     from runs.sdk import Experiment
 
     folder = ctx.path

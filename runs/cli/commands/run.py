@@ -14,7 +14,7 @@ from runs.cli import runconfig
 from runs.cli.args import key_equals_value, key_value, positive_int, statuses
 from runs.cli.context import FOLLOW_RETRY_SECONDS, retry_seconds
 from runs.cli.errors import CliError, Exit
-from runs.cli.output import write_err
+from runs.cli.output import Result, write_err
 from runs.cli.records import minimal_run_record, run_detail_record, run_record, runs_table
 from runs.sdk._http import UPLOAD_TIMEOUT, HttpClient, q
 from runs.sdk.exceptions import NotFoundException
@@ -212,7 +212,6 @@ def _run_id_option(parser: argparse.ArgumentParser) -> None:
 
 
 def submit_script(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
     from runs.sdk import Experiment, ScriptRunConfig
     from runs.sdk.script_run_config import MAX_RUN_DURATION_DEFAULT
 
@@ -291,8 +290,6 @@ def _outcome(run_id: str, status: str | None, error: Any) -> int:
 
 
 def run_list(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     params: dict[str, str] = {}
     for what in ("tags", "properties"):
         value = _label_filter(getattr(args, what), what)
@@ -365,31 +362,23 @@ def _label_filter(pairs: list[tuple[str, str | None]] | None, what: str) -> str 
 
 
 def run_show(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     dto = ctx.client.get(f"runs/{q(args.run_id)}/")
     return Result(run_detail_record(dto, _portal_url(ctx.client, dto)), table=runs_table)
 
 
 def run_cancel(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     dto = ctx.client.post(f"runs/{q(args.run_id)}/cancel/", retry=True)
     log.info("run %s is %s", args.run_id, dto.get("status"))
     return Result(run_record(dto), table=runs_table)
 
 
 def run_fail(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     body = {"error_details": args.message} if args.message else {}
     dto = ctx.client.post(f"runs/{q(args.run_id)}/fail/", body, retry=True)
     return Result(run_record(dto), table=runs_table)
 
 
 def run_update(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     if not args.add_tag and not args.remove_tag:
         raise CliError("nothing to update: give --add-tag KEY=VALUE and/or --remove-tag KEY", Exit.USAGE)
     both = {key for key, _ in args.add_tag} & set(args.remove_tag)
@@ -494,8 +483,6 @@ def follow_log(client: HttpClient, run_id: str, name: str, out: IO[bytes]) -> di
 
 
 def run_download(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     client = ctx.client
     path = f"runs/{q(args.run_id)}"
     client.get(f"{path}/")  # an unknown run is "not found", not an empty download

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from runs.cli.args import positive_int
 from runs.cli.errors import Exit
+from runs.cli.output import Result
 from runs.cli.records import compute_record, computes_table, experiment_record, experiments_table
 from runs.sdk._http import q
 
@@ -54,22 +55,16 @@ def register(commands: Commands) -> None:
 
 
 def experiment_list(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     items = ctx.client.get(f"workspaces/{q(ctx.workspace_name)}/experiments/")
     return Result([experiment_record(item) for item in items], default_output="table", table=experiments_table)
 
 
 def compute_list(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     items = ctx.client.get(f"workspaces/{q(ctx.workspace_name)}/computes/")
     return Result([compute_record(item) for item in items], default_output="table", table=computes_table)
 
 
 def compute_create(args: Any, ctx: Context) -> Any:
-    from runs.cli.app import Result
-
     body: dict[str, Any] = {"name": args.name}
     if args.max_concurrency is not None:
         body["max_concurrent_runs"] = args.max_concurrency
