@@ -14,6 +14,10 @@ import textwrap
 
 import pytest
 
+# The client would otherwise try to reach MLflow's telemetry service; tests talk only to this machine.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+os.environ.update(TELEMETRY_OFF)
+
 mlflow = pytest.importorskip("mlflow")
 
 from mlflow import MlflowClient  # noqa: E402
@@ -142,9 +146,8 @@ def test_a_plain_training_script_runs_unchanged(tracking, alice_key, tmp_path):
         )
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        {"MLFLOW_TRACKING_URI": tracking, "MLFLOW_TRACKING_TOKEN": alice_key, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-    )
+    env.update({"MLFLOW_TRACKING_URI": tracking, "MLFLOW_TRACKING_TOKEN": alice_key, **TELEMETRY_OFF})
+    env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )

@@ -38,6 +38,11 @@ from pathlib import Path
 
 import requests
 
+# The client (and `mlflow server`) would otherwise try to reach MLflow's telemetry service;
+# this machine talks only to itself.
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+os.environ.update(TELEMETRY_OFF)
+
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_VENV = ROOT / "var" / "bench" / "mlflow-venv"
 START_TIMEOUT = 180.0
@@ -48,6 +53,37 @@ class Server:
     name: str
     url: str
     token: str | None
+    root_pid: int
+    # Only processes whose command line holds this word are the web server (the studio's
+    # tree also has workers and a poller, which this workload does not use).
+    web_marker: str = ""
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's web processes so far (from /proc)."""
+        total = 0
+        for pid in _tree(self.root_pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if self.web_marker in cmdline:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(root: int) -> list[int]:
+    tree, frontier = [root], [root]
+    while frontier:
+        children = []
+        for pid in frontier:
+            try:
+                children += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except OSError:
+                continue
+        tree += children
+        frontier = children
+    return tree
 
 
 @dataclass
@@ -110,7 +146,7 @@ def studio_server(web_workers: int) -> Iterator[Server]:
         studio_stack = None
     if studio_stack is not None:
         with studio_stack("sqlite", web_workers=web_workers) as stack:
-            yield Server("Run Studio", stack.url, stack.token)
+            yield Server("Run Studio", stack.url, stack.token, stack.proc.pid, "gunicorn")
         return
     with _gunicorn_studio(web_workers) as server:
         yield server
@@ -134,10 +170,11 @@ def _gunicorn_studio(web_workers: int) -> Iterator[Server]:
         ).stdout.strip()
         port = _free_port()
         log = data_dir / "gunicorn.log"
+        command = [python, "-m", "gunicorn", "studio.wsgi:application", "-b", f"127.0.0.1:{port}"]
+        command += ["--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8"]
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [python, "-m", "gunicorn", "studio.wsgi:application", "-b", f"127.0.0.1:{port}"]
-                + ["--workers", str(web_workers), "--worker-class", "gthread", "--threads", "8"],
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -147,7 +184,7 @@ def _gunicorn_studio(web_workers: int) -> Iterator[Server]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_http(f"{url}/api/me/", proc, log, {"Authorization": f"Token {token}"})
-            yield Server("Run Studio", url, token)
+            yield Server("Run Studio", url, token, proc.pid, "gunicorn")
         finally:
             _stop(proc)
     finally:
@@ -164,9 +201,14 @@ def _mlflow_executable() -> Path:
     print(f"installing mlflow=={version} (the server) into {MLFLOW_VENV} — once, about a minute", flush=True)
     shutil.rmtree(MLFLOW_VENV, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(MLFLOW_VENV)], check=True)
-    subprocess.run(
-        [str(MLFLOW_VENV / "bin" / "pip"), "install", "--quiet", f"mlflow=={version}"], check=True, timeout=900
+    done = subprocess.run(
+        [str(MLFLOW_VENV / "bin" / "pip"), "install", "--quiet", f"mlflow=={version}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install mlflow=={version} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     marker.touch()
     return exe
 
@@ -178,12 +220,14 @@ def mlflow_server(web_workers: int) -> Iterator[Server]:
     port = _free_port()
     log = data_dir / "mlflow.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(TELEMETRY_OFF)
     try:
+        command = [str(exe), "server", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow.db"]
+        command += ["--default-artifact-root", str(data_dir / "artifacts"), "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", str(web_workers)]
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(exe), "server", "--backend-store-uri", f"sqlite:///{data_dir}/mlflow.db"]
-                + ["--default-artifact-root", str(data_dir / "artifacts"), "--host", "127.0.0.1"]
-                + ["--port", str(port), "--workers", str(web_workers)],
+                command,
                 cwd=data_dir,
                 env=env,
                 stdout=out,
@@ -193,7 +237,7 @@ def mlflow_server(web_workers: int) -> Iterator[Server]:
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_http(f"{url}/health", proc, log)
-            yield Server("mlflow server", url, None)
+            yield Server("mlflow server", url, None, proc.pid)
         finally:
             _stop(proc)
     finally:
@@ -216,49 +260,101 @@ def _use(server: Server):
     return MlflowClient(server.url)
 
 
-def run_workload(server: Server, sizes: Sizes) -> dict[str, float]:
-    from mlflow.entities import Metric, Param
+class Workload:
+    """The client-side steps, one server at a time; each timed step runs on both servers back to back."""
 
-    client = _use(server)
-    tag = uuid.uuid4().hex[:8]
-    exp_id = client.create_experiment(f"bench-{tag}")
-    out: dict[str, float] = {}
+    def __init__(self, server: Server, sizes: Sizes):
+        self.server, self.sizes = server, sizes
+        self.client = _use(server)
+        tag = uuid.uuid4().hex[:8]
+        self.experiment = self.client.create_experiment(f"bench-{tag}")
+        self.search_experiment = self.client.create_experiment(f"bench-search-{tag}")
+        self.now = int(time.time() * 1000)
 
-    run_id = client.create_run(exp_id).info.run_id
-    now = int(time.time() * 1000)
-    started = time.perf_counter()
-    for i in range(sizes.metric_calls):
-        client.log_metric(run_id, "loss", 1.0 / (i + 1), timestamp=now + i, step=i)
-    out["log_metric"] = time.perf_counter() - started
-    history = client.get_metric_history(run_id, "loss")
-    assert len(history) == sizes.metric_calls, f"{server.name}: {len(history)} points stored"
+    def log_metric(self) -> tuple[float, float]:
+        run_id = self.client.create_run(self.experiment).info.run_id
+        timer = _timed(self.server)
+        with timer:
+            for i in range(self.sizes.metric_calls):
+                self.client.log_metric(run_id, "loss", 1.0 / (i + 1), timestamp=self.now + i, step=i)
+        history = self.client.get_metric_history(run_id, "loss")
+        assert len(history) == self.sizes.metric_calls, f"{self.server.name}: {len(history)} points stored"
+        return timer.result()
 
-    run_id = client.create_run(exp_id).info.run_id
-    per_key = sizes.batch_points // sizes.batch_keys
-    points = [
-        Metric(f"m{k}", float(step) * 0.001 + k, now + step, step) for k in range(sizes.batch_keys) for step in range(per_key)
-    ]
-    started = time.perf_counter()
-    client.log_batch(run_id, metrics=points)
-    out["log_batch"] = time.perf_counter() - started
-    assert len(client.get_metric_history(run_id, "m0")) == per_key
+    def log_batch(self) -> tuple[float, float]:
+        from mlflow.entities import Metric
 
-    search_exp = client.create_experiment(f"bench-search-{tag}")
-    started = time.perf_counter()
-    for i in range(sizes.search_runs):
-        tags = {"group": "a" if i % 2 == 0 else "b", "index": str(i)}
-        run_id = client.create_run(search_exp, tags=tags).info.run_id
-        client.log_batch(
-            run_id, metrics=[Metric("acc", i / sizes.search_runs, now, 0)], params=[Param("seed", str(i))], tags=[]
-        )
-    out["search_setup"] = time.perf_counter() - started
-    expected = (sizes.search_runs + 1) // 2
-    started = time.perf_counter()
-    for _ in range(sizes.search_repeats):
-        found = client.search_runs([search_exp], "tags.group = 'a'", max_results=1000)
-        assert len(found) == min(expected, 1000), f"{server.name}: search found {len(found)}"
-    out["search_runs"] = (time.perf_counter() - started) / sizes.search_repeats
-    return out
+        run_id = self.client.create_run(self.experiment).info.run_id
+        per_key = self.sizes.batch_points // self.sizes.batch_keys
+        points = [
+            Metric(f"m{k}", float(step) * 0.001 + k, self.now + step, step)
+            for k in range(self.sizes.batch_keys)
+            for step in range(per_key)
+        ]
+        timer = _timed(self.server)
+        with timer:
+            self.client.log_batch(run_id, metrics=points)
+        assert len(self.client.get_metric_history(run_id, "m0")) == per_key
+        return timer.result()
+
+    def search_setup(self) -> tuple[float, float]:
+        from mlflow.entities import Metric, Param
+
+        timer = _timed(self.server)
+        with timer:
+            for i in range(self.sizes.search_runs):
+                tags = {"group": "a" if i % 2 == 0 else "b", "index": str(i)}
+                run_id = self.client.create_run(self.search_experiment, tags=tags).info.run_id
+                self.client.log_batch(
+                    run_id,
+                    metrics=[Metric("acc", i / self.sizes.search_runs, self.now, 0)],
+                    params=[Param("seed", str(i))],
+                )
+        return timer.result()
+
+    def search_runs(self) -> tuple[float, float]:
+        expected = min((self.sizes.search_runs + 1) // 2, 1000)
+        timer = _timed(self.server)
+        with timer:
+            for _ in range(self.sizes.search_repeats):
+                found = self.client.search_runs([self.search_experiment], "tags.group = 'a'", max_results=1000)
+                assert len(found) == expected, f"{self.server.name}: search found {len(found)}"
+        wall, cpu = timer.result()
+        return wall / self.sizes.search_repeats, cpu / self.sizes.search_repeats
+
+
+class _timed:
+    """Wall time of a block, and the server's CPU time spent during it."""
+
+    def __init__(self, server: Server):
+        self.server = server
+
+    def __enter__(self):
+        self.cpu = self.server.cpu_seconds()
+        self.wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = self.server.cpu_seconds() - self.cpu
+
+    def result(self) -> tuple[float, float]:
+        return self.wall, self.cpu
+
+
+STEPS = ("log_metric", "log_batch", "search_setup", "search_runs")
+
+
+def run_workloads(servers: list[Server], sizes: Sizes) -> dict[str, dict[str, tuple[float, float]]]:
+    """Each step on every server in turn, so a noisy moment on the machine hits both alike."""
+    workloads = [Workload(server, sizes) for server in servers]
+    results: dict[str, dict[str, tuple[float, float]]] = {server.name: {} for server in servers}
+    for step in STEPS:
+        for workload in workloads:
+            print(f"  {step:<13} {workload.server.name} ...", flush=True)
+            _use(workload.server)
+            results[workload.server.name][step] = getattr(workload, step)()
+    return results
 
 
 ROWS = [
@@ -269,19 +365,24 @@ ROWS = [
 ]
 
 
-def report(sizes: Sizes, results: dict[str, dict[str, float]]) -> None:
+def report(sizes: Sizes, results: dict[str, dict[str, tuple[float, float]]]) -> None:
     studio, other = results["Run Studio"], results["mlflow server"]
     print()
     print(f"MLflow client {_client_version()} against Run Studio and against `mlflow server` (SQLite store)")
-    print(f"{'workload':<58} {'Run Studio':>12} {'mlflow server':>14} {'speed-up':>9}")
+    print("wall: as the client sees it; server CPU: the web server processes' own CPU time")
+    header = f"{'workload':<56} {'Run Studio':>11} {'mlflow':>10} {'speed-up':>9}"
+    print(f"{header}   {'server CPU: studio':>18} {'mlflow':>9} {'ratio':>7}")
     for key, label, size_field in ROWS:
         text = label.format(n=f"{getattr(sizes, size_field):,}")
-        ratio = other[key] / studio[key] if studio[key] else float("inf")
-        print(f"{text:<58} {studio[key]:>11.3f}s {other[key]:>13.3f}s {ratio:>8.1f}×")
-    print(
-        f"{'':<58} {sizes.metric_calls / studio['log_metric']:>7.0f} /s   "
-        f"{sizes.metric_calls / other['log_metric']:>7.0f} /s  (log_metric calls per second)"
-    )
+        (s_wall, s_cpu), (o_wall, o_cpu) = studio[key], other[key]
+        wall_ratio = o_wall / s_wall if s_wall else float("inf")
+        cpu_ratio = o_cpu / s_cpu if s_cpu else float("inf")
+        print(
+            f"{text:<56} {s_wall:>10.3f}s {o_wall:>9.3f}s {wall_ratio:>8.1f}×   "
+            f"{s_cpu:>17.3f}s {o_cpu:>8.3f}s {cpu_ratio:>6.1f}×"
+        )
+    per_call = (studio["log_metric"][0] / sizes.metric_calls * 1000, other["log_metric"][0] / sizes.metric_calls * 1000)
+    print(f"log_metric: {per_call[0]:.1f} ms a call on Run Studio, {per_call[1]:.1f} ms on mlflow server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,13 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes()
     if args.quick:
         sizes = Sizes(metric_calls=200, batch_points=10_000, search_runs=200, search_repeats=3)
-    results: dict[str, dict[str, float]] = {}
     with contextlib.ExitStack() as stack:
         print("starting Run Studio and mlflow server ...", flush=True)
-        servers = [stack.enter_context(studio_server(args.web_workers)), stack.enter_context(mlflow_server(args.web_workers))]
-        for server in servers:
-            print(f"workload against {server.name} at {server.url} ...", flush=True)
-            results[server.name] = run_workload(server, sizes)
+        servers = [
+            stack.enter_context(studio_server(args.web_workers)),
+            stack.enter_context(mlflow_server(args.web_workers)),
+        ]
+        results = run_workloads(servers, sizes)
     report(sizes, results)
     if args.json:
         args.json.write_text(json.dumps({"sizes": sizes.__dict__, "results": results}, indent=2))
