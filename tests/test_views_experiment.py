@@ -83,10 +83,11 @@ def _next_link(html: str, rel: str) -> str | None:
     return match.group(1).replace("&amp;", "&") if match else None
 
 
-@pytest.mark.parametrize("sort", ["-number", "number", "name", "-started"])
+@pytest.mark.parametrize("sort", ["-number", "number", "name", "-started", "-m:loss", "m:loss"])
 def test_keyset_paging_walks_every_run_once_both_ways(exp, alice, sort):
     for i in range(60):
-        support.run(exp, alice, display_name=f"run-{i % 7}")
+        # ties in names and metric values, and runs without the metric, all page correctly
+        support.run(exp, alice, display_name=f"run-{i % 7}", metrics={"loss": [float(i % 5)]} if i % 4 else None)
     client = support.signed_in(alice)
     pages, query = [], f"sort={sort}&size=25"
     while query:

@@ -196,3 +196,19 @@ def test_the_snapshot_is_listed_viewed_and_downloaded(exp, alice, client):
     one = client.get(f"/runs/{submitted.run_id}/snapshot/download/?name=lib/util.py")
     assert one.content == b"X = 1\n" and "util.py" in one["Content-Disposition"]
     assert client.get(f"/runs/{submitted.run_id}/snapshot/view/?name=nope.py").status_code == 404
+
+
+def test_an_active_run_without_logs_yet_tails_its_driver_log(run, client):
+    html = client.get(f"/runs/{run.run_id}/logs/").content.decode()
+    poll = re.search(r'id="log-poller" hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert f"name={logs.DRIVER_LOG}&offset=0" in poll
+    assert client.get(poll).status_code == 204  # nothing yet, keep polling
+    logs.log_append(run, logs.DRIVER_LOG, 0, b"first line\n")
+    assert client.get(poll).content.decode().endswith("first line\n")
+
+
+def test_a_log_shown_from_its_middle_starts_at_a_whole_character(run, client):
+    from runs import selectors_pages
+
+    text, skipped, used = selectors_pages.decode_log("✓ok".encode()[1:], at_start=False)
+    assert (text, skipped, used) == ("ok", 2, 4)
