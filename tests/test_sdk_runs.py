@@ -384,3 +384,13 @@ def test_repr_and_json_of_details(exp):
     run = exp.start_logging()
     assert f"Id: {run.id}" in repr(run) and "Status: Running" in repr(run)
     json.dumps(run.get_details())  # plain JSON, as v1's
+
+
+def test_a_completed_parent_still_gets_children_as_spec_section_1_does(exp):
+    """SPEC §1 calls create_children after the `with` block has completed the parent (v1 allows it)."""
+    with exp.start_logging() as parent:
+        pass
+    children = parent.create_children(count=3)
+    child = parent.child_run("late")
+    assert parent.get_status() == "Completed"
+    assert {c.id for c in parent.get_children()} == {*(c.id for c in children), child.id}

@@ -512,8 +512,14 @@ class Run(RunFiles):
 
     def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
         """Log a scalar (int, float, bool, str, None; NaN and ±inf too). Logging a name again
-        appends, building a series. Queued and sent in the background; never blocks.
-        A list, range or generator raises UserErrorException (use log_list)."""
+        appends, building a series. A list, range or generator raises UserErrorException
+        (use log_list).
+
+        The point is queued in this process and sent in the background; log() never waits for
+        the network and never raises because the studio is unreachable. While it is, points wait
+        in a bounded queue (STUDIO_METRICS_QUEUE_MAX, default 5,000,000 points) and are delivered
+        in order when it returns; when the queue is full, NEW points are dropped and counted,
+        with a warning at most once a minute. See runs.sdk._sender for the delivery guarantees."""
         self._name(name)
         value = _values.scalar(name, value)
         if step is not None and type(step) is not int:
