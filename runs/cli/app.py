@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Known before parsing, so that even an argument error can show its traceback.
     debug = "--debug" in argv
-    context: Any = None
+    context: Context | None = None
     retry_seconds(ONE_SHOT_RETRY_SECONDS)
     try:
         parser = build_parser()

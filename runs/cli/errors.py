@@ -93,6 +93,13 @@ def translate(exc: BaseException, url_source: str | None = None, token_source: s
         return CliError(exc.message, Exit.REFUSED)
     if isinstance(exc, UserErrorException):
         return CliError(exc.message, Exit.USAGE)
+    if isinstance(exc, ValueError) and type(exc).__name__ == "JSONDecodeError":
+        # Something answered that is not the studio's API (a proxy page, another server on that port).
+        where = f" (from {url_source})" if url_source else ""
+        return CliError(
+            f"the server did not answer with JSON ({exc}); check that the URL{where} is the studio's address",
+            Exit.SERVER,
+        )
     if isinstance(exc, ActivityFailedException | StudioException):
         return CliError(str(exc), Exit.SERVER)
     return None
