@@ -232,12 +232,16 @@ def _poll(url: str, cookies, stop: threading.Event, interval: float, stats: dict
     next_at = time.monotonic()
     while not stop.is_set():
         started = time.perf_counter()
-        response = session.get(url, headers=headers)
+        try:
+            code = session.get(url, headers=headers).status_code
+        except requests.ConnectionError:
+            # The server closed an idle keep-alive connection as we reused it; a browser retries too.
+            code = session.get(url, headers=headers).status_code
         elapsed = time.perf_counter() - started
         with lock:
             stats["requests"] += 1
             stats["latencies"].append(elapsed * 1000)
-            stats["codes"][response.status_code] = stats["codes"].get(response.status_code, 0) + 1
+            stats["codes"][code] = stats["codes"].get(code, 0) + 1
         if interval:
             next_at += interval
             stop.wait(max(0.0, next_at - time.monotonic()))
