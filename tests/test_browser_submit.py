@@ -2,7 +2,8 @@
 
 hello_with_delay.py is submitted to `local` from the Submit run form; the Logs tab
 shows each printed line within 2 s without a reload; Cancel stops the script's
-processes and the badge reads Canceled, again without a reload.
+processes and the badge reads Canceled, again without a reload, on the run page and in
+the experiment page's table open in another tab.
 """
 
 from __future__ import annotations
@@ -100,8 +101,19 @@ def test_submit_from_the_browser_tail_the_log_live_and_cancel(live_server, brows
     expect(page.locator("#run-status")).to_contain_text("Running")
     screenshot(page, "run-logs-tab.png")
 
+    # A second tab on the experiment page: its row ticks and follows the run without reloading.
+    table = session.context.new_page()
+    table.goto(f"{live_server.url}/w/team-a/experiments/explore-runs/")
+    table.evaluate("window.__sameDocument = true")
+    row = table.locator(f"#run-{run.pk}")
+    expect(row.locator(".badge")).to_have_text("Running")
+    duration = row.locator(".duration")
+    first = duration.inner_text()
+    expect(duration).not_to_have_text(first, timeout=3_000)  # the duration ticks while it runs
+
     pid = _script_pid(run)
     assert _group_alive(pid)
+    page.bring_to_front()
     page.get_by_text("Cancel run", exact=True).click()
     page.get_by_role("button", name="Yes, cancel run").click()
     expect(page.locator("#run-status")).to_have_text("Canceled", timeout=30_000)
@@ -113,6 +125,8 @@ def test_submit_from_the_browser_tail_the_log_live_and_cancel(live_server, brows
     assert Run.objects.get(pk=run.pk).status == "Canceled"
     expect(page.get_by_text("Cancel run", exact=True)).to_have_count(0)
     expect(page.locator("#log-state")).to_contain_text("log is complete", timeout=10_000)
+    expect(row.locator(".badge")).to_have_text("Canceled", timeout=10_000)  # the table's live poll
+    assert table.evaluate("window.__sameDocument") is True
     screenshot(page, "run-logs-tab-canceled.png")
     assert session.errors == []
     session.close()

@@ -204,3 +204,10 @@ def run_cells(run):
         else:
             cells.append('<td><span class="muted">—</span></td>')
     return mark_safe("".join(cells))  # every interpolated value above is escaped
+
+
+@register.filter
+def run_title(run) -> str:
+    """What a run is called on its page: its display name, else its script, else its id."""
+    script = (run.run_definition or {}).get("script") if isinstance(run.run_definition, dict) else None
+    return run.display_name or script or run.run_id
