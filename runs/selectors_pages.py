@@ -302,7 +302,7 @@ def decorate_rows(rows: list[Run], state: TableState, now: datetime | None = Non
         cells = []
         for col in state.cols:
             if col.startswith("m:"):
-                cells.append(Cell("metric", _metric_display(metric_values.get((run.pk, col[2:])))))
+                cells.append(Cell("metric", metric_display(metric_values.get((run.pk, col[2:])))))
             elif col.startswith("p:"):
                 cells.append(Cell("prop", props.get(col[2:]), col[2:] in props))
             elif col.startswith("t:"):
@@ -312,7 +312,7 @@ def decorate_rows(rows: list[Run], state: TableState, now: datetime | None = Non
         run.cells = cells
 
 
-def _metric_display(value) -> str:
+def metric_display(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):

@@ -160,6 +160,7 @@ def search(request):
         results, next_after = pages.search_runs(_principal(request), q, after=int(after) if after.isdigit() else None)
     context = {
         "q": q,
+        "search_q": q,
         "results": results,
         "next_query": urlencode({"q": q, "after": next_after}) if next_after else None,
     }

@@ -211,3 +211,11 @@ def run_title(run) -> str:
     """What a run is called on its page: its display name, else its script, else its id."""
     script = (run.run_definition or {}).get("script") if isinstance(run.run_definition, dict) else None
     return run.display_name or script or run.run_id
+
+
+@register.filter
+def metric_value(value) -> str:
+    """A metric's value for reading: floats to 6 significant digits, NaN/inf by name."""
+    from runs.selectors_pages import metric_display
+
+    return "—" if value is None else metric_display(value)
