@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.models import ComputeTarget
@@ -39,7 +38,7 @@ def worker_argv(target: str, *, concurrency: int = 4, beat: bool = False, loglev
         "--without-gossip",
     ]
     if beat:
-        argv += ["--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
+        argv.append("--studio-beat")
     return argv
 
 
