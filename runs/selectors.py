@@ -146,15 +146,16 @@ def parse_kv_filter(raw: str | None, what: str) -> str | dict | None:
 
 
 def _kv_filter(model, kv: str | dict) -> Q:
+    # "pk IN (SELECT run_id FROM tags WHERE key=… AND value=…)" lets the database start from the
+    # (key, value) index and touch only matching runs; an EXISTS per run would probe every run
+    # of a 100,000-run experiment on SQLite.
     if isinstance(kv, str):
-        return Q(Exists(model.objects.filter(run=OuterRef("pk"), key=kv)))
+        return Q(pk__in=model.objects.filter(key=kv).values("run_id"))
     condition = Q()
     for key, value in kv.items():
-        if value is None:
-            sub = model.objects.filter(run=OuterRef("pk"), key=key, value__isnull=True)
-        else:
-            sub = model.objects.filter(run=OuterRef("pk"), key=key, value=value)
-        condition &= Q(Exists(sub))
+        pairs = model.objects.filter(key=key)
+        pairs = pairs.filter(value__isnull=True) if value is None else pairs.filter(value=value)
+        condition &= Q(pk__in=pairs.values("run_id"))
     return condition
 
 

@@ -292,3 +292,18 @@ def test_details_leave_out_the_end_time_while_running(api, run_id):
     details = api.get(f"/api/runs/{run_id}/").json()
     assert details["end_time_utc"] is None and details["submitted_by"] == "alice"
     assert not math.isnan(details["duration_seconds"])
+
+
+def test_the_fast_child_summary_matches_the_run_serializer(api, run_id):
+    """create_children answers without reading its rows back; the answer must equal a read."""
+    from runs.api.serializers import RunSerializer
+    from runs.selectors import with_labels
+
+    created = api.post(
+        f"/api/runs/{run_id}/children/", {"tag_key": "fruit", "tag_values": ["Apple"]}, format="json"
+    ).json()["results"][0]
+    stored = RunSerializer(with_labels(Run.objects.filter(run_id=created["run_id"])).get()).data
+    created.pop("duration_seconds")
+    stored = dict(stored)
+    stored.pop("duration_seconds")
+    assert created == stored

@@ -416,17 +416,7 @@ class RunChildrenView(APIView):
         principal = _principal(request)
         parent = _run(request, run_id, write=True)
         children = run_services.children_create(principal, parent, _body(request))
-        for child in children:
-            child.experiment, child.parent = parent.experiment, parent
-        return Response(
-            {
-                "results": s.RunSerializer(
-                    selectors.with_labels(Run.objects.filter(pk__in=[c.pk for c in children]).order_by("number")),
-                    many=True,
-                ).data
-            },
-            status=status.HTTP_201_CREATED,
-        )
+        return Response({"results": [s.new_run_summary(child) for child in children]}, status=status.HTTP_201_CREATED)
 
 
 class RunTagsView(APIView):

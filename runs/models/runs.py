@@ -80,7 +80,8 @@ class Run(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["experiment", "number"], name="run_unique_number")]
         indexes = [
-            models.Index(fields=["experiment", "parent", "-created_at"], name="run_exp_parent_created"),
+            # Run lists page newest-first by id (keyset), top-level runs or one parent's children.
+            models.Index(fields=["experiment", "parent", "-id"], name="run_exp_parent_id"),
             models.Index(fields=["experiment", "-number"], name="run_exp_number"),
             models.Index(fields=["experiment", "status"], name="run_exp_status"),
             models.Index(fields=["root", "path"], name="run_root_path"),

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from runs import limits
 from runs.access import Principal
+from runs.bulk import insert_rows
 from runs.errors import Conflict, Forbidden, InvalidInput
 from runs.lifecycle import (
     ACTIVE,
@@ -59,13 +60,6 @@ def _reserve_numbers(experiment: Experiment, count: int) -> int:
     return last - count + 1
 
 
-def _set_paths(parent: Run | None, run_pks: list[int]) -> None:
-    prefix = parent.path if parent else "/"
-    Run.objects.filter(pk__in=run_pks).update(
-        path=Concat(Value(prefix), Cast("pk", output_field=CharField()), Value("/"), output_field=CharField())
-    )
-
-
 def _new_runs(
     experiment: Experiment,
     parent: Run | None,
@@ -76,58 +70,68 @@ def _new_runs(
     run_type: str = Run.Type.INTERACTIVE,
     compute_target: str | None = None,
 ) -> list[Run]:
-    """Insert runs in bulk (one statement), with numbers, tree links and paths."""
+    """Insert runs in bulk, with numbers, tree links, paths, tags and properties.
+
+    Every spec has the same keys (a run_id, optional labels). Raises Conflict
+    when a given run_id is taken; nothing is written then.
+    """
     now = timezone.now()
+    target = compute_target or (parent.compute_target if parent else "local")
+    shared = {
+        "experiment_id": experiment.pk,
+        "run_type": run_type,
+        "status": status,
+        "parent_id": parent.pk if parent else None,
+        "root_id": parent.tree_root_pk if parent else None,
+        "depth": parent.depth + 1 if parent else 0,
+        "compute_target": target,
+        "submitted_by_id": user.pk if user is not None and user.is_authenticated else None,
+        "created_at": now,
+        "status_changed_at": now,
+        "started_at": now if status == Status.RUNNING else None,
+    }
     with transaction.atomic():
         first = _reserve_numbers(experiment, len(specs))
-        target = compute_target or (parent.compute_target if parent else "local")
-        runs = [
-            Run(
-                run_id=spec["run_id"],
-                experiment=experiment,
-                number=first + i,
-                display_name=spec.get("display_name", ""),
-                description=spec.get("description", ""),
-                run_type=run_type,
-                status=status,
-                parent=parent,
-                root_id=(parent.tree_root_pk if parent else None),
-                depth=(parent.depth + 1 if parent else 0),
-                compute_target=target,
-                submitted_by=user,
-                created_at=now,
-                status_changed_at=now,
-                started_at=now if status == Status.RUNNING else None,
-                run_definition=spec.get("run_definition", {}),
-                heartbeat_timeout_seconds=spec.get("heartbeat_timeout_seconds"),
-                last_heartbeat_at=now if spec.get("heartbeat_timeout_seconds") else None,
-            )
+        last = first + len(specs) - 1
+        rows = [
+            {
+                "run_id": spec["run_id"],
+                "number": first + i,
+                "display_name": spec.get("display_name", ""),
+                "description": spec.get("description", ""),
+                "run_definition": spec.get("run_definition", {}),
+                "heartbeat_timeout_seconds": spec.get("heartbeat_timeout_seconds"),
+                "last_heartbeat_at": now if spec.get("heartbeat_timeout_seconds") else None,
+            }
             for i, spec in enumerate(specs)
         ]
         try:
             with transaction.atomic():
-                runs = Run.objects.bulk_create(runs)
+                insert_rows(Run, shared, rows)
         except IntegrityError:
             taken = Run.objects.filter(run_id__in=[s["run_id"] for s in specs]).values_list("run_id", flat=True)
             raise Conflict(f"run id '{next(iter(taken), '?')}' already exists; choose another or omit it") from None
-        _set_paths(parent, [r.pk for r in runs])
-        tags = [
-            RunTag(run=run, key=key, value=value)
-            for run, spec in zip(runs, specs, strict=True)
-            for key, value in spec.get("tags", {}).items()
-        ]
-        if tags:
-            RunTag.objects.bulk_create(tags, batch_size=2000)
-        properties = [
-            RunProperty(run=run, key=key, value=value)
-            for run, spec in zip(runs, specs, strict=True)
-            for key, value in spec.get("properties", {}).items()
-        ]
-        if properties:
-            RunProperty.objects.bulk_create(properties, batch_size=2000)
-    prefix = parent.path if parent else "/"
-    for run in runs:
-        run.path = f"{prefix}{run.pk}/"
+        new = Run.objects.filter(experiment=experiment, number__range=(first, last))
+        pks = dict(new.values_list("number", "pk"))
+        prefix = parent.path if parent else "/"
+        new.update(
+            path=Concat(Value(prefix), Cast("pk", output_field=CharField()), Value("/"), output_field=CharField())
+        )
+        for model, key in ((RunTag, "tags"), (RunProperty, "properties")):
+            pairs = [
+                {"run_id": pks[first + i], "key": k, "value": v}
+                for i, spec in enumerate(specs)
+                for k, v in spec.get(key, {}).items()
+            ]
+            insert_rows(model, {}, pairs)
+    runs = []
+    for row, spec in zip(rows, specs, strict=True):
+        pk = pks[row["number"]]
+        run = Run(pk=pk, path=f"{prefix}{pk}/", **shared, **row)
+        run.experiment, run.parent, run.submitted_by = experiment, parent, user if shared["submitted_by_id"] else None
+        # What was set at creation, so callers can answer without reading the rows back.
+        run.created_tags, run.created_properties = spec.get("tags", {}), spec.get("properties", {})
+        runs.append(run)
     return runs
 
 
