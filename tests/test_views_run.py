@@ -212,3 +212,25 @@ def test_a_log_shown_from_its_middle_starts_at_a_whole_character(run, client):
 
     text, skipped, used = selectors_pages.decode_log("✓ok".encode()[1:], at_start=False)
     assert (text, skipped, used) == ("ok", 2, 4)
+
+
+def test_image_metrics_show_the_logged_pictures(run, client):
+    files.file_upload(run, "images/confusion/1.png", io.BytesIO(b"\x89PNG\r\n\x1a\nfake"), origin="image")
+    metric_services.metrics_ingest(
+        run,
+        {
+            "batch_id": "img",
+            "series": [
+                {
+                    "name": "confusion",
+                    "kind": "image",
+                    "values": [{"path": "images/confusion/1.png"}],
+                    "times": [time.time()],
+                }
+            ],
+        },
+    )
+    html = client.get(f"/runs/{run.run_id}/metrics/").content.decode()
+    src = re.search(r'<img src="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert "name=images/confusion/1.png" in src.replace("%2F", "/") and "inline=1" in src
+    assert client.get(src)["Content-Type"] == "image/png"

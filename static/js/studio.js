@@ -112,8 +112,16 @@
       form.querySelectorAll("[data-clear-after-submit]").forEach(function (el) { el.value = ""; });
     }
   });
+  // A tab left tailing a chatty run for hours would hold the whole log; keep the newest part.
+  var LOG_KEEP = 1500000, LOG_MAX = 2000000;
   document.addEventListener("htmx:afterSwap", function (event) {
-    if (event.detail.target && event.detail.target.id === "log-text") followLog();
+    var target = event.detail.target;
+    if (target && target.id === "log-text") {
+      if (target.textContent.length > LOG_MAX) {
+        target.textContent = "[older lines trimmed here; download the whole log]\n" + target.textContent.slice(-LOG_KEEP);
+      }
+      followLog();
+    }
   });
   document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
   document.addEventListener("DOMContentLoaded", function () {
