@@ -285,3 +285,14 @@ def test_properties_are_shown_but_no_page_offers_to_change_them(exp, alice):
     for url in [f"/runs/{run.run_id}/", f"/runs/{run.run_id}/metrics/", EXP]:
         assert client.post(url, {"properties": '{"author": "other"}', "author": "other"}).status_code == 405
     assert run_services.properties_of(run) == {"author": "azureml-user"}
+
+
+def test_bad_values_in_a_shared_link_are_dropped_with_notes_not_errors(exp, alice):
+    support.run(exp, alice)
+    html = (
+        support.signed_in(alice)
+        .get(f"{EXP}?sort=-bogus&size=7&chart=pie~x&chart=line~loss~sideways&sel=a,1&status=Nope&cols=zzz&view=x")
+        .content.decode()
+    )
+    assert "cannot sort by" in html and "unknown status" in html and "chart x axis must be step or time" in html
+    assert "not one this page understands" in html and _numbers(html) == [1]
