@@ -332,6 +332,16 @@ def measure(database: str) -> None:
             ms, size = _median_ms(session, f"{stack.url}{path}", headers)
             print(f"    {label:<44} {ms:7.1f} ms  ({size / 1024:.0f} KiB)", flush=True)
 
+        others = {
+            "workspace page (experiments with run counts)": f"/w/{stack.workspace}/",
+            "global search: tag:quality=rare": "/search/?q=tag%3Aquality%3Drare",
+            "run page (overview)": f"/runs/{seeded['big_run_id']}/",
+        }
+        print("  other pages over the same 100,000 runs (median of 20):")
+        for label, path in others.items():
+            ms, size = _median_ms(session, f"{stack.url}{path}")
+            print(f"    {label:<44} {ms:7.1f} ms  ({size / 1024:.0f} KiB)", flush=True)
+
         chart = f"{stack.url}{exp}charts/0/?chart=line~loss~step&sel={seeded['big_number']}"
         cold = _once_ms(session, chart)
         ms, size = _median_ms(session, chart)
