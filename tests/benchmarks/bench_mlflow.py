@@ -261,7 +261,7 @@ def _use(server: Server):
 
 
 class Workload:
-    """The client-side steps, one server at a time; each timed step runs on both servers back to back."""
+    """The client-side steps against one server. Timed steps come in rounds (see run_workloads)."""
 
     def __init__(self, server: Server, sizes: Sizes):
         self.server, self.sizes = server, sizes
@@ -270,57 +270,50 @@ class Workload:
         self.experiment = self.client.create_experiment(f"bench-{tag}")
         self.search_experiment = self.client.create_experiment(f"bench-search-{tag}")
         self.now = int(time.time() * 1000)
+        self.metric_run = self.client.create_run(self.experiment).info.run_id
+        self.batch_run = self.client.create_run(self.experiment).info.run_id
+        self.logged = 0
 
-    def log_metric(self) -> tuple[float, float]:
-        run_id = self.client.create_run(self.experiment).info.run_id
-        timer = _timed(self.server)
-        with timer:
-            for i in range(self.sizes.metric_calls):
-                self.client.log_metric(run_id, "loss", 1.0 / (i + 1), timestamp=self.now + i, step=i)
-        history = self.client.get_metric_history(run_id, "loss")
-        assert len(history) == self.sizes.metric_calls, f"{self.server.name}: {len(history)} points stored"
-        return timer.result()
+    def log_metric(self, calls: int) -> None:
+        for _ in range(calls):
+            i = self.logged
+            self.client.log_metric(self.metric_run, "loss", 1.0 / (i + 1), timestamp=self.now + i, step=i)
+            self.logged += 1
 
-    def log_batch(self) -> tuple[float, float]:
+    def log_batch(self, points: int, first_step: int) -> None:
         from mlflow.entities import Metric
 
-        run_id = self.client.create_run(self.experiment).info.run_id
-        per_key = self.sizes.batch_points // self.sizes.batch_keys
-        points = [
+        per_key = points // self.sizes.batch_keys
+        steps = range(first_step, first_step + per_key)
+        batch = [
             Metric(f"m{k}", float(step) * 0.001 + k, self.now + step, step)
             for k in range(self.sizes.batch_keys)
-            for step in range(per_key)
+            for step in steps
         ]
-        timer = _timed(self.server)
-        with timer:
-            self.client.log_batch(run_id, metrics=points)
-        assert len(self.client.get_metric_history(run_id, "m0")) == per_key
-        return timer.result()
+        self.client.log_batch(self.batch_run, metrics=batch)
 
-    def search_setup(self) -> tuple[float, float]:
+    def search_setup(self) -> None:
         from mlflow.entities import Metric, Param
 
-        timer = _timed(self.server)
-        with timer:
-            for i in range(self.sizes.search_runs):
-                tags = {"group": "a" if i % 2 == 0 else "b", "index": str(i)}
-                run_id = self.client.create_run(self.search_experiment, tags=tags).info.run_id
-                self.client.log_batch(
-                    run_id,
-                    metrics=[Metric("acc", i / self.sizes.search_runs, self.now, 0)],
-                    params=[Param("seed", str(i))],
-                )
-        return timer.result()
+        for i in range(self.sizes.search_runs):
+            tags = {"group": "a" if i % 2 == 0 else "b", "shard": str(i % 100), "index": str(i)}
+            run_id = self.client.create_run(self.search_experiment, tags=tags).info.run_id
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric("acc", i / self.sizes.search_runs, self.now, 0)],
+                params=[Param("seed", str(i))],
+            )
 
-    def search_runs(self) -> tuple[float, float]:
-        expected = min((self.sizes.search_runs + 1) // 2, 1000)
-        timer = _timed(self.server)
-        with timer:
-            for _ in range(self.sizes.search_repeats):
-                found = self.client.search_runs([self.search_experiment], "tags.group = 'a'", max_results=1000)
-                assert len(found) == expected, f"{self.server.name}: search found {len(found)}"
-        wall, cpu = timer.result()
-        return wall / self.sizes.search_repeats, cpu / self.sizes.search_repeats
+    def search(self, query: str, expected: int) -> None:
+        found = self.client.search_runs([self.search_experiment], query, max_results=1000)
+        assert len(found) == expected, f"{self.server.name}: {query!r} found {len(found)}, not {expected}"
+
+    def check(self) -> None:
+        history = self.client.get_metric_history(self.metric_run, "loss")
+        assert len(history) == self.sizes.metric_calls, f"{self.server.name}: {len(history)} log_metric points"
+        history = self.client.get_metric_history(self.batch_run, "m0")
+        per_key = self.sizes.batch_points // self.sizes.batch_keys
+        assert len(history) == per_key, f"{self.server.name}: {len(history)} log_batch points of m0"
 
 
 class _timed:
@@ -342,25 +335,91 @@ class _timed:
         return self.wall, self.cpu
 
 
-STEPS = ("log_metric", "log_batch", "search_setup", "search_runs")
+ROUNDS = 10
+
+
+def _settle(servers: list[Server], timeout: float = 60.0) -> None:
+    """Wait until freshly started servers stop using CPU (imports, migrations, job runners)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [_tree_cpu(server.root_pid) for server in servers]
+        time.sleep(2)
+        busy = [(_tree_cpu(server.root_pid) - b) / 2 for server, b in zip(servers, before, strict=True)]
+        if max(busy) < 0.05:
+            return
+
+
+def _tree_cpu(root: int) -> float:
+    total = 0
+    for pid in _tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_workloads(servers: list[Server], sizes: Sizes) -> dict[str, dict[str, tuple[float, float]]]:
-    """Each step on every server in turn, so a noisy moment on the machine hits both alike."""
+    """Every timed step in rounds that alternate between the servers.
+
+    The machine is shared: a burst of someone else's work lasts seconds, so
+    each server gets a slice of every part of the run instead of one of them
+    getting the whole noisy minute.
+    """
     workloads = [Workload(server, sizes) for server in servers]
-    results: dict[str, dict[str, tuple[float, float]]] = {server.name: {} for server in servers}
-    for step in STEPS:
-        for workload in workloads:
-            print(f"  {step:<13} {workload.server.name} ...", flush=True)
-            _use(workload.server)
-            results[workload.server.name][step] = getattr(workload, step)()
+    for workload in workloads:  # warm both up: first requests load code and fill caches
+        _use(workload.server)
+        run_id = workload.client.create_run(workload.experiment).info.run_id
+        for i in range(20):
+            workload.client.log_metric(run_id, "warm-up", float(i), step=i)
+    _settle(servers)
+    totals: dict[str, dict[str, list[float]]] = {s.name: {} for s in servers}
+
+    def timed(step: str, workload: Workload, action) -> None:
+        _use(workload.server)
+        timer = _timed(workload.server)
+        with timer:
+            action()
+        wall, cpu = totals[workload.server.name].setdefault(step, [0.0, 0.0])
+        totals[workload.server.name][step] = [wall + timer.wall, cpu + timer.cpu]
+
+    print(f"  log_metric: {sizes.metric_calls:,} calls in {ROUNDS} rounds", flush=True)
+    for _ in range(ROUNDS):
+        for w in workloads:
+            timed("log_metric", w, lambda w=w: w.log_metric(sizes.metric_calls // ROUNDS))
+    print(f"  log_batch: {sizes.batch_points:,} points in {ROUNDS} rounds", flush=True)
+    per_round = sizes.batch_points // ROUNDS
+    for r in range(ROUNDS):
+        first_step = r * per_round // sizes.batch_keys
+        for w in workloads:
+            timed("log_batch", w, lambda w=w, first_step=first_step: w.log_batch(per_round, first_step))
+    for w in workloads:
+        _use(w.server)
+        w.check()
+    print(f"  search: {sizes.search_runs:,} runs with tags, a param and a metric on each server", flush=True)
+    for w in workloads:
+        timed("search_setup", w, w.search_setup)
+    broad = min((sizes.search_runs + 1) // 2, 1000)
+    narrow = sum(1 for i in range(sizes.search_runs) if i % 100 == 7)
+    for _ in range(sizes.search_repeats):
+        for w in workloads:
+            timed("search_broad", w, lambda w=w: w.search("tags.group = 'a'", broad))
+            timed("search_narrow", w, lambda w=w: w.search("tags.shard = '7'", narrow))
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, steps in totals.items():
+        results[name] = {step: (wall, cpu) for step, (wall, cpu) in steps.items()}
+        for step in ("search_broad", "search_narrow"):
+            wall, cpu = results[name][step]
+            results[name][step] = (wall / sizes.search_repeats, cpu / sizes.search_repeats)
     return results
 
 
 ROWS = [
     ("log_metric", "{n} log_metric calls", "metric_calls"),
     ("log_batch", "{n} points through log_batch", "batch_points"),
-    ("search_runs", "search_runs, tag filter over {n} runs (per call)", "search_runs"),
+    ("search_broad", "search_runs, tag filter, {n} runs, half match", "search_runs"),
+    ("search_narrow", "search_runs, tag filter, {n} runs, 1 in 100 match", "search_runs"),
     ("search_setup", "(setup: create {n} runs with tags, a param, a metric)", "search_runs"),
 ]
 
@@ -369,7 +428,8 @@ def report(sizes: Sizes, results: dict[str, dict[str, tuple[float, float]]]) -> 
     studio, other = results["Run Studio"], results["mlflow server"]
     print()
     print(f"MLflow client {_client_version()} against Run Studio and against `mlflow server` (SQLite store)")
-    print("wall: as the client sees it; server CPU: the web server processes' own CPU time")
+    print("wall: as the client sees it; server CPU: the web server processes' own CPU time;")
+    print("search rows: one call (the mean of the repeats)")
     header = f"{'workload':<56} {'Run Studio':>11} {'mlflow':>10} {'speed-up':>9}"
     print(f"{header}   {'server CPU: studio':>18} {'mlflow':>9} {'ratio':>7}")
     for key, label, size_field in ROWS:
@@ -394,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes()
     if args.quick:
         sizes = Sizes(metric_calls=200, batch_points=10_000, search_runs=200, search_repeats=3)
+    if sizes.search_runs > 2000 or sizes.batch_points % (ROUNDS * sizes.batch_keys):
+        parser.error("sizes must split into rounds evenly")
     with contextlib.ExitStack() as stack:
         print("starting Run Studio and mlflow server ...", flush=True)
         servers = [
