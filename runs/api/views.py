@@ -117,7 +117,7 @@ def run_page(request: Request, runs) -> Response:
     page = page[:size]
     return Response(
         {
-            "results": s.RunSerializer(page, many=True).data,
+            "results": [s.run_summary(run) for run in page],
             "continuation": _encode_continuation(page[-1].pk) if more else None,
         }
     )

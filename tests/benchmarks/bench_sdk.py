@@ -176,22 +176,23 @@ def _json_backend() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.bench_sdk")
-    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--runs", type=int, default=100_000, help="runs in the experiment get_runs searches")
     parser.add_argument("--points", type=int, default=POINTS)
     args = parser.parse_args(argv if argv is not None else [])
     from tests.stack import studio_stack
 
-    with studio_stack(args.database) as stack:
-        log = bench_log(stack.url, stack.token, stack.workspace, args.points)
-        children = bench_children(stack.url, stack.token, stack.workspace)
-        started = time.perf_counter()
-        seeded = seed_runs(stack, stack.workspace, "bench-sdk-100k", args.runs, tagged=5)
-        print(f"(setup: {seeded:,} runs inserted in bulk in {time.perf_counter() - started:.1f} s)")
-        listing = bench_get_runs(stack.url, stack.token, stack.workspace, "bench-sdk-100k")
-        report(args.database, seeded, log, children, listing)
-        queue = _sender.sender()
-        print(f"(sender: {queue.sent_batches} batches, {queue.sent_points:,} points, {queue.dropped_full} dropped)")
+    for database in ("sqlite", "postgres") if args.database == "both" else (args.database,):
+        with studio_stack(database) as stack:
+            log = bench_log(stack.url, stack.token, stack.workspace, args.points)
+            children = bench_children(stack.url, stack.token, stack.workspace)
+            started = time.perf_counter()
+            seeded = seed_runs(stack, stack.workspace, "bench-sdk-100k", args.runs, tagged=5)
+            print(f"(setup: {seeded:,} runs inserted in bulk in {time.perf_counter() - started:.1f} s)")
+            listing = bench_get_runs(stack.url, stack.token, stack.workspace, "bench-sdk-100k")
+            report(database, seeded, log, children, listing)
+            queue = _sender.sender()
+            print(f"(sender: {queue.sent_batches} batches, {queue.sent_points:,} points, {queue.dropped_full} dropped)")
 
 
 if __name__ == "__main__":
