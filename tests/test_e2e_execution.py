@@ -273,3 +273,19 @@ def test_no_run_is_left_active(studio, local_worker):
     run_id = studio.submit("remote", {"a.py": "print('hi')"}, "a.py")
     studio.wait_status(run_id, "Completed", timeout=60)
     assert not Run.objects.filter(status__in=ACTIVE).exists()
+
+
+def test_points_logged_just_before_a_cancel_are_delivered(studio, local_worker):
+    """300,000 points take the sender about a second to deliver; the cancel lands well before that."""
+    script = (
+        "import time\nfrom runs.sdk import Run\nrun = Run.get_context()\n"
+        "for i in range(300_000):\n    run.log('x', i)\nprint('logged', flush=True)\ntime.sleep(300)\n"
+    )
+    run_id = studio.submit("remote", {"t.py": script}, "t.py")
+    deadline = time.monotonic() + 30
+    while b"logged" not in studio.log(run_id) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    studio.ok("POST", f"runs/{run_id}/cancel/")
+    studio.wait_status(run_id, "Canceled", timeout=30)
+    points = studio.ok("GET", f"runs/{run_id}/metrics/points/", params={"name": "x"})
+    assert points["total"] == 300_000 and points["values"] == list(range(300_000))

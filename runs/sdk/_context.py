@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import uuid
 from typing import Any
 
+from runs.sdk._env import env_float
 from runs.sdk.exceptions import RunEnvironmentException
 from runs.sdk.run import Run
 
@@ -45,7 +47,32 @@ def get_context(allow_offline: bool = True) -> Any:
         run = _cache.get(key)
         if run is None:
             run = _cache[key] = _SubmittedRun._from_environment()
+            _flush_on_sigterm()
         return run
+
+
+def _flush_on_sigterm() -> None:
+    """On cancel the runner sends SIGTERM, whose default action skips atexit: deliver queued points.
+
+    SIGTERM becomes SystemExit(143): the stack unwinds (finally blocks run, no
+    lock stays held), then the atexit drain sends what is queued, bounded by
+    STUDIO_CANCEL_FLUSH_SECONDS (5 s) to stay inside the runner's grace period.
+    Only when the script has not set its own SIGTERM handler (we never replace
+    one), and only from the main thread (the only place handlers can be set).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def exit_on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        os.environ.setdefault(
+            "STUDIO_METRICS_EXIT_TIMEOUT_SECONDS", str(env_float("STUDIO_CANCEL_FLUSH_SECONDS", 5.0, minimum=0))
+        )
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
 
 
 class _SubmittedRun(Run):
