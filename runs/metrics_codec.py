@@ -117,30 +117,39 @@ def pack(name: str, values: list, steps: list | None, times: list, first_auto_st
     )
 
 
-def concat(chunks) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, dict[int, str]]:
-    """Decode chunks (in seq order) into steps, times, values, types (None = all float), texts."""
-    steps, times, values, types = [], [], [], []
+def concat(chunks, *, times: bool = True) -> tuple:
+    """Decode chunk rows (dicts, in seq order) into steps, times, values, types (None = all float), texts.
+
+    A row's "step_bytes" may be empty when "steps_contiguous" says they can be rebuilt
+    from "first_step"; with times=False the times are not decoded (None returned).
+    """
+    steps, times_out, values, types = [], [], [], []
     texts: dict[int, str] = {}
     offset = 0
     any_types = False
     for chunk in chunks:
-        steps.append(np.frombuffer(bytes(chunk.steps), dtype="<i8"))
-        times.append(np.frombuffer(bytes(chunk.times), dtype="<f8"))
-        values.append(np.frombuffer(bytes(chunk.values), dtype="<f8"))
-        if chunk.types:
-            any_types = True
-            types.append(np.frombuffer(bytes(chunk.types), dtype=np.uint8))
+        count = chunk["count"]
+        if chunk["steps_contiguous"]:
+            steps.append(np.arange(chunk["first_step"], chunk["first_step"] + count, dtype=np.int64))
         else:
-            types.append(np.zeros(chunk.count, dtype=np.uint8))
-        for key, text in (chunk.texts or {}).items():
+            steps.append(np.frombuffer(bytes(chunk["step_bytes"]), dtype="<i8"))
+        if times:
+            times_out.append(np.frombuffer(bytes(chunk["times"]), dtype="<f8"))
+        values.append(np.frombuffer(bytes(chunk["values"]), dtype="<f8"))
+        if chunk["types"]:
+            any_types = True
+            types.append(np.frombuffer(bytes(chunk["types"]), dtype=np.uint8))
+        else:
+            types.append(np.zeros(count, dtype=np.uint8))
+        for key, text in (chunk["texts"] or {}).items():
             texts[offset + int(key)] = text
-        offset += chunk.count
+        offset += count
     if not values:
         empty_f = np.zeros(0, dtype=np.float64)
-        return np.zeros(0, dtype=np.int64), empty_f, empty_f, None, {}
+        return np.zeros(0, dtype=np.int64), (empty_f if times else None), empty_f, None, {}
     return (
         np.concatenate(steps),
-        np.concatenate(times),
+        np.concatenate(times_out) if times else None,
         np.concatenate(values),
         np.concatenate(types) if any_types else None,
         texts,

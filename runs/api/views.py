@@ -479,7 +479,11 @@ class RunMetricPointsView(APIView):
         parameters=[
             OpenApiParameter("name", str, required=True),
             OpenApiParameter("x", str, enum=["step", "time"]),
-            OpenApiParameter("max_points", int, description="downsample to at most this many (min/max buckets)"),
+            OpenApiParameter(
+                "max_points",
+                int,
+                description="downsample to at most this many (min/max buckets); a downsampled chart by step leaves `times` empty (not read, to stay fast)",
+            ),
         ],
         responses=s.MetricPointsSerializer,
     )

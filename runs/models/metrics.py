@@ -50,6 +50,8 @@ class MetricChunk(models.Model):
     first_step = models.BigIntegerField()
     last_step = models.BigIntegerField()
     steps = models.BinaryField()
+    # Steps are first_step, first_step+1, ...: charts rebuild them instead of reading `steps`.
+    steps_contiguous = models.BooleanField(default=False)
     times = models.BinaryField()
     values = models.BinaryField()
     types = models.BinaryField(blank=True, default=b"")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from django.db import IntegrityError, transaction
+from django.db.models import BinaryField, Case, F, Value, When
 from django.utils import timezone
 
 from runs import limits, metrics_codec
@@ -149,6 +150,7 @@ def _scalar_chunk(series: MetricSeries, item: dict) -> MetricChunk:
         first_step=int(packed.steps[0]),
         last_step=int(packed.steps[-1]),
         steps=packed.steps.astype("<i8").tobytes(),
+        steps_contiguous=bool(packed.count == 1 or np.all(np.diff(packed.steps) == 1)),
         times=packed.times.astype("<f8").tobytes(),
         values=packed.values.astype("<f8").tobytes(),
         types=packed.types,
@@ -183,14 +185,24 @@ def _entries(series: MetricSeries, item: dict) -> list[MetricEntry]:
 # --- reads -----------------------------------------------------------------------------------
 
 
-def series_arrays(series: MetricSeries):
-    """All points of a scalar series: steps, times, values, types, texts (see metrics_codec.concat)."""
+def series_arrays(series: MetricSeries, *, times: bool = True):
+    """All points of a scalar series: steps, times, values, types, texts (see metrics_codec.concat).
+
+    Only the bytes needed are read: contiguous steps are rebuilt, and times are
+    skipped with times=False (a chart by step reads a third of the data).
+    """
+    fields = ["count", "first_step", "steps_contiguous", "values", "types", "texts"] + (["times"] if times else [])
     chunks = (
         MetricChunk.objects.filter(series=series)
         .order_by("seq")
-        .only("count", "steps", "times", "values", "types", "texts")
+        .annotate(
+            step_bytes=Case(
+                When(steps_contiguous=True, then=Value(b"")), default=F("steps"), output_field=BinaryField()
+            )
+        )
+        .values(*fields, "step_bytes")
     )
-    return metrics_codec.concat(chunks.iterator(chunk_size=200))
+    return metrics_codec.concat(chunks.iterator(chunk_size=200), times=times)
 
 
 def metrics_summary(run: Run) -> dict:
@@ -244,12 +256,13 @@ def series_points(series: MetricSeries, *, x: str = "step", max_points: int | No
         raise InvalidInput(f"metric '{series.name}' is a {series.kind} metric; only scalar metrics have points")
     if x not in ("step", "time"):
         raise InvalidInput("x must be 'step' or 'time'", field="x")
-    steps, times, values, types, texts = series_arrays(series)
+    steps, times, values, types, texts = series_arrays(series, times=max_points is None or x == "time")
     total = len(values)
     if max_points is not None:
         if types is not None:
             numeric = np.isin(types, (metrics_codec.T_FLOAT, metrics_codec.T_INT, metrics_codec.T_BOOL))
-            steps, times, values = steps[numeric], times[numeric], values[numeric]
+            steps, values = steps[numeric], values[numeric]
+            times = times[numeric] if times is not None else None
         xs = steps if x == "step" else times
         idx, kept = metrics_codec.downsample(np.arange(len(values)), values, max_points)
         return {
@@ -257,7 +270,7 @@ def series_points(series: MetricSeries, *, x: str = "step", max_points: int | No
             "total": total,
             "x": xs[idx].tolist(),
             "steps": steps[idx].tolist(),
-            "times": times[idx].tolist(),
+            "times": times[idx].tolist() if times is not None else [],
             "values": [metrics_codec.to_wire(v) for v in kept.tolist()],
             "downsampled": len(idx) < len(values),
         }
