@@ -482,7 +482,8 @@ class RunMetricPointsView(APIView):
             OpenApiParameter(
                 "max_points",
                 int,
-                description="downsample to at most this many (min/max buckets); a downsampled chart by step leaves `times` empty (not read, to stay fast)",
+                description="downsample to at most this many (min/max buckets); a downsampled chart by "
+                "step leaves `times` empty (not read, to stay fast)",
             ),
         ],
         responses=s.MetricPointsSerializer,
