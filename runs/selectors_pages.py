@@ -194,31 +194,12 @@ def filtered_runs(principal: Principal, experiment: Experiment, state: TableStat
         for key, value in pairs:
             runs = selectors.filter_runs(runs, **{what: key if value is None else {key: value}})
     if state.q:
-        runs = runs.filter(experiment_text_match(state.q))
+        runs = runs.filter(selectors.text_match(state.q, experiment_name=False))
     return selectors.filter_runs(
         runs,
         status=list(state.status) or None,
         submitted_by=state.submitter or None,
         compute_target=state.target or None,
-    )
-
-
-def experiment_text_match(text: str) -> Q:
-    """The experiment page's search box: display name, description, run id, submitter and tags.
-
-    Unlike the global search bar (runs.selectors.text_match) it leaves out the
-    experiment's name, which every run on the page shares, and it matches tags
-    through one IN (subquery) over the tag table instead of a subquery per run:
-    40% less time for a search through 100,000 runs on SQLite and PostgreSQL.
-    """
-    text = text.strip()
-    tags = RunTag.objects.filter(Q(key__icontains=text) | Q(value__icontains=text)).values("run_id")
-    return (
-        Q(display_name__icontains=text)
-        | Q(description__icontains=text)
-        | Q(run_id__icontains=text)
-        | Q(submitted_by__username__icontains=text)
-        | Q(pk__in=tags)
     )
 
 

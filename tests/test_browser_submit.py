@@ -8,7 +8,6 @@ the experiment page's table open in another tab.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -17,6 +16,7 @@ from playwright.sync_api import expect
 
 from runs.models import Run, RunEvent
 from tests import test_views_support as support
+from tests.e2e import group_alive
 from tests.test_browser_support import launch_chromium, screenshot, sign_in
 from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
@@ -51,21 +51,6 @@ WATCH_LATENCY = """
 @pytest.fixture(scope="module")
 def browser():
     yield from launch_chromium()
-
-
-def _group_alive(pgid: int) -> bool:
-    """Does any live (non-zombie) process remain in this process group?"""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def _script_pid(run: Run) -> int:
@@ -112,16 +97,16 @@ def test_submit_from_the_browser_tail_the_log_live_and_cancel(live_server, brows
     expect(duration).not_to_have_text(first, timeout=3_000)  # the duration ticks while it runs
 
     pid = _script_pid(run)
-    assert _group_alive(pid)
+    assert group_alive(pid)
     page.bring_to_front()
     page.get_by_text("Cancel run", exact=True).click()
     page.get_by_role("button", name="Yes, cancel run").click()
     expect(page.locator("#run-status")).to_have_text("Canceled", timeout=30_000)
     assert page.evaluate("window.__sameDocument") is True
     deadline = time.monotonic() + 10
-    while _group_alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _group_alive(pid), "the script's process group is still alive"
+    assert not group_alive(pid), "the script's process group is still alive"
     assert Run.objects.get(pk=run.pk).status == "Canceled"
     expect(page.get_by_text("Cancel run", exact=True)).to_have_count(0)
     expect(page.locator("#log-state")).to_contain_text("log is complete", timeout=10_000)
