@@ -12,7 +12,6 @@ from runs.services import workspaces
 from tests import test_views_support as support
 from tests.conftest import make_user
 from tests.test_browser_support import launch_chromium, screenshot, sign_in
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

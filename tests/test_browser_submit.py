@@ -18,7 +18,6 @@ from runs.models import Run, RunEvent
 from tests import test_views_support as support
 from tests.e2e import group_alive
 from tests.test_browser_support import launch_chromium, screenshot, sign_in
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

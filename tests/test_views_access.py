@@ -15,7 +15,6 @@ from runs.access import Principal
 from runs.models import SavedView
 from runs.services import execution, files, logs, saved_views
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

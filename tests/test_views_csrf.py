@@ -12,7 +12,6 @@ from runs.access import Principal
 from runs.models import ApiToken, Run, SavedView
 from runs.services import execution, saved_views, workspaces
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,6 @@ from runs.forms import TableState
 from runs.models import Run
 from runs.services import runs as run_services
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

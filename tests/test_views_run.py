@@ -16,7 +16,6 @@ from runs.services import execution, files, logs
 from runs.services import metrics as metric_services
 from runs.services import runs as run_services
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,6 @@ from runs.models import Run, SavedView, Workspace
 from runs.services import workspaces
 from tests import test_views_support as support
 from tests.conftest import make_user
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,6 @@ from runs.access import Principal
 from runs.models import Experiment, Run
 from runs.services import execution
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

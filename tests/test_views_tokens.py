@@ -10,7 +10,6 @@ from django.test import Client
 from runs.models import ApiToken
 from runs.services import workspaces
 from tests import test_views_support as support
-from tests.test_views_support import fast_passwords  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

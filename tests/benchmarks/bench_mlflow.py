@@ -167,7 +167,7 @@ def _gunicorn_studio(web_workers: int) -> Iterator[Server]:
         )
         token = subprocess.run(
             [python, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
+        ).stdout.strip().splitlines()[-1]  # Django's shell first reports what it imported
         port = _free_port()
         log = data_dir / "gunicorn.log"
         command = [python, "-m", "gunicorn", "studio.wsgi:application", "-b", f"127.0.0.1:{port}"]
