@@ -10,7 +10,6 @@ import time
 import uuid
 import zipfile
 
-import pytest
 from django.test import Client
 
 from runs.access import Principal
@@ -82,9 +81,3 @@ def zip_of(files: dict[str, bytes | str]) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """Users are created per test; the default password hasher takes ~0.5 s a user by design."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
