@@ -112,10 +112,9 @@ RUN_VALUES = (
     "experiment__name",
     "submitted_by__username",
     "parent__run_id",
-    "created_at",
-    "started_at",
+    "mlflow_started",  # started, else created (runs.mlflow.queries.run_payloads annotates these two)
+    "mlflow_deleted",
     "ended_at",
-    "deleted_at",
 )
 
 
@@ -128,9 +127,9 @@ def run_info(row: dict) -> dict:
         "experiment_id": exp_id,
         "user_id": row["submitted_by__username"] or "",
         "status": TO_MLFLOW_STATUS.get(row["status"], RUNNING),
-        "start_time": ms(row["started_at"] or row["created_at"]),
+        "start_time": ms(row["mlflow_started"]),
         "artifact_uri": artifact_uri(exp_id, row["run_id"]),
-        "lifecycle_stage": "deleted" if row["deleted_at"] else "active",
+        "lifecycle_stage": "deleted" if row["mlflow_deleted"] else "active",
     }
     if row["ended_at"] is not None:
         info["end_time"] = ms(row["ended_at"])

@@ -262,7 +262,7 @@ def check_batch(body_size: int, metrics: list[dict], params: list[dict], tags: l
         for i, item in enumerate(items):
             if item.get("key") is None or item.get("key") == "":
                 raise MlflowError(f"Missing value for required parameter '{name}[{i}].key'.{REQUEST_DOCS_HINT}")
-    checked_metrics = [check_metric(m, f"metrics[{i}]") for i, m in enumerate(metrics)]
+    checked_metrics = _check_metrics(metrics)
     checked_params = [check_param(p, f"params[{i}]") for i, p in enumerate(params)]
     checked_tags = [check_tag(t, f"tags[{i}]") for i, t in enumerate(tags)]
     _check_batch_limit("metrics", MAX_METRICS_PER_BATCH, len(metrics))
@@ -281,6 +281,36 @@ def check_batch(body_size: int, metrics: list[dict], params: list[dict], tags: l
             "param value per param key."
         )
     return checked_metrics, checked_params, checked_tags
+
+
+def _check_metrics(items: list[dict]) -> list[tuple[str, float, int, int]]:
+    """check_metric for each item; a batch repeats a few names, so each name is checked once.
+
+    Items in the form the MLflow client sends (float value, integer timestamp
+    and step, a name already seen) take the short path; anything else goes
+    through check_metric, which accepts the other JSON spellings or raises.
+    """
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(items):
+        key, value, timestamp, step = item.get("key"), item.get("value"), item.get("timestamp"), item.get("step", 0)
+        if (
+            key in seen
+            and type(value) is float
+            and type(timestamp) is int
+            and timestamp >= 0
+            and type(step) is int
+            and _INT64_MIN <= step <= _INT64_MAX
+        ):
+            out.append((key, value, timestamp, step))
+            continue
+        checked = check_metric(item, f"metrics[{i}]")
+        seen.add(checked[0])
+        out.append(checked)
+    return out
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def metric_series(points: list[tuple[str, float, int, int]]) -> list[dict]:

@@ -13,13 +13,16 @@ import base64
 import binascii
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 
 import orjson
 from django.db.models import (
+    BooleanField,
     Case,
     CharField,
     Exists,
+    ExpressionWrapper,
     F,
     Lookup,
     OuterRef,
@@ -150,21 +153,29 @@ _STATUS_NAME = Case(
 )
 
 
-def annotate_runs(runs: QuerySet[Run]) -> QuerySet[Run]:
-    """Add the MLflow views of run attributes that are not plain columns."""
-    exp_id = Case(
-        When(experiment__name=mapping.DEFAULT_EXPERIMENT_NAME, then=Value(mapping.DEFAULT_EXPERIMENT_ID)),
-        default=Cast("experiment_id", output_field=CharField()),
-        output_field=CharField(),
-    )
-    return runs.annotate(
-        mlflow_start=Coalesce("started_at", "created_at"),
-        mlflow_name=Coalesce(NullIf("display_name", Value("")), "run_id", output_field=CharField()),
-        mlflow_user=Coalesce("submitted_by__username", Value(""), output_field=CharField()),
-        mlflow_artifact_uri=Concat(
+def annotate_runs(
+    runs: QuerySet[Run], clauses: Sequence[search.Clause] = (), order_by: Sequence[search.OrderBy] = ()
+) -> QuerySet[Run]:
+    """Add the MLflow views of run attributes that are not plain columns, those the search uses."""
+    used = {c.key for c in clauses if c.type == search.ATTRIBUTE} | {
+        o.key for o in order_by if o.type == search.ATTRIBUTE
+    }
+    extra = {}
+    if "run_name" in used:
+        extra["mlflow_name"] = Coalesce(NullIf("display_name", Value("")), "run_id", output_field=CharField())
+    if "user_id" in used:
+        extra["mlflow_user"] = Coalesce("submitted_by__username", Value(""), output_field=CharField())
+    if "artifact_uri" in used:
+        exp_id = Case(
+            When(experiment__name=mapping.DEFAULT_EXPERIMENT_NAME, then=Value(mapping.DEFAULT_EXPERIMENT_ID)),
+            default=Cast("experiment_id", output_field=CharField()),
+            output_field=CharField(),
+        )
+        extra["mlflow_artifact_uri"] = Concat(
             Value("mlflow-artifacts:/"), exp_id, Value("/"), "run_id", Value("/artifacts"), output_field=CharField()
-        ),
-    )
+        )
+    # The start time is always needed: it is the default order.
+    return runs.annotate(mlflow_start=Coalesce("started_at", "created_at"), **extra)
 
 
 _ATTRIBUTE_FIELDS = {
@@ -186,10 +197,14 @@ def _kv_exists(model, key: str, condition: Q | None = None) -> Exists:
 
 def _kv_q(model, clause: search.Clause) -> Q:
     comparator = clause.comparator
+    # Equality and presence start from the (key, value) index and find the few matching
+    # runs at once; the other comparators test each run of the experiment.
     if comparator == "IS NULL":
-        return ~Q(_kv_exists(model, clause.key))
+        return ~Q(pk__in=model.objects.filter(key=clause.key).values("run_id"))
     if comparator == "IS NOT NULL":
-        return Q(_kv_exists(model, clause.key))
+        return Q(pk__in=model.objects.filter(key=clause.key).values("run_id"))
+    if comparator == "=":
+        return Q(pk__in=model.objects.filter(key=clause.key, value=clause.value).values("run_id"))
     return Q(_kv_exists(model, clause.key, _string_q("value", comparator, clause.value)))
 
 
@@ -302,30 +317,55 @@ def page_offset(token: str | None) -> int:
 # --- rendering pages ---------------------------------------------------------------------------------------------
 
 
+class _InInts(Lookup):
+    """`column IN (1, 2, ...)` with the integers written into the SQL.
+
+    A page's run keys are integers read from the database; Django's own `in`
+    lookup prepares each of a thousand values one by one, which costs more
+    than the query.
+    """
+
+    lookup_name = "mlflow_in_ints"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        values = ",".join(str(int(v)) for v in self.rhs) or "NULL"
+        return f"{lhs} IN ({values})", params
+
+
+def _by_run(model, pks: list[int], *fields: str):
+    return model.objects.filter(_InInts(F("run_id"), pks)).order_by("pk").values_list("run_id", *fields)
+
+
 def run_payloads(runs: QuerySet[Run]) -> list[dict]:
     """Render runs as MLflow Run messages: one query for the runs, one each for tags, params and metrics."""
-    rows = list(runs.values(*mapping.RUN_VALUES))
+    rows = list(
+        runs.annotate(
+            mlflow_started=Coalesce("started_at", "created_at"),
+            mlflow_deleted=ExpressionWrapper(Q(deleted_at__isnull=False), output_field=BooleanField()),
+        ).values(*mapping.RUN_VALUES)
+    )
     if not rows:
         return []
     pks = [row["pk"] for row in rows]
     tags: dict[int, list] = defaultdict(list)
-    for run_pk, key, value in (
-        RunTag.objects.filter(run_id__in=pks).order_by("pk").values_list("run_id", "key", "value")
-    ):
+    for run_pk, key, value in _by_run(RunTag, pks, "key", "value"):
         tags[run_pk].append((key, value))
     params: dict[int, list] = defaultdict(list)
-    for run_pk, key, value in (
-        RunProperty.objects.filter(run_id__in=pks).order_by("pk").values_list("run_id", "key", "value")
-    ):
+    for run_pk, key, value in _by_run(RunProperty, pks, "key", "value"):
         params[run_pk].append((key, value))
     metrics: dict[int, list] = defaultdict(list)
-    series = (
-        MetricSeries.objects.filter(run_id__in=pks, kind=SCALAR)
-        .order_by("pk")
-        .values_list("run_id", "name", "last_value", "last_value_json", "last_step", "updated_at")
+    series = _by_run(MetricSeries, pks, "pk", "name", "last_value", "last_step", "updated_at").filter(kind=SCALAR)
+    rows_of_series = list(series)
+    # The JSON copy of the newest value matters only when it is not a finite number (NaN, text), so
+    # only those rows pay for decoding it.
+    no_number = [pk for _run, pk, _n, value, _s, _u in rows_of_series if value is None]
+    as_json = (
+        dict(MetricSeries.objects.filter(pk__in=no_number).values_list("pk", "last_value_json")) if no_number else {}
     )
-    for run_pk, name, last_value, last_json, last_step, updated_at in series:
-        latest = mapping.latest_metric(name, last_value, last_json, last_step, updated_at)
+    for run_pk, series_pk, name, last_value, last_step, updated_at in rows_of_series:
+        latest = mapping.latest_metric(name, last_value, as_json.get(series_pk), last_step, updated_at)
         if latest is not None:
             metrics[run_pk].append(latest)
     return [mapping.run_json(row, tags[row["pk"]], params[row["pk"]], metrics[row["pk"]]) for row in rows]

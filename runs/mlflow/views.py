@@ -455,7 +455,7 @@ def runs_search(call: Call) -> dict:
     runs = runs.filter(experiment_id__in=experiment_pks)
     if view_type == mapping.DELETED_ONLY:
         runs = runs.filter(deleted_at__isnull=False)
-    runs = queries.order_runs(queries.filter_runs(queries.annotate_runs(runs), clauses), order)
+    runs = queries.order_runs(queries.filter_runs(queries.annotate_runs(runs, clauses, order), clauses), order)
     page = queries.run_payloads(runs[offset : offset + size + 1])
     out: dict = {"runs": page[:size]}
     if len(page) > size:
@@ -578,9 +578,12 @@ def runs_log_batch(call: Call) -> dict:
 
 def _history(run: Run, key: str) -> list[dict]:
     """Every numeric point of a run's metric, ordered as MLflow orders history (time, then step)."""
-    series = MetricSeries.objects.filter(run=run, name=key, kind=MetricSeries.Kind.SCALAR).first()
-    if series is None:
-        return []
+    try:
+        series = metrics.series_get(run, key)
+    except NotFound:
+        return []  # MLflow answers an empty history for a metric never logged
+    if series.kind != MetricSeries.Kind.SCALAR:
+        return []  # lists, tables and images are not MLflow metrics
     points = metrics.series_points(series)
     steps, times, values = points["steps"], points["times"], points["values"]
     out = []
