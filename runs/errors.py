@@ -38,3 +38,13 @@ class Conflict(StudioError):
 class PayloadTooLarge(StudioError):
     status_code = 413
     code = "too_large"
+
+
+class Unavailable(StudioError):
+    """The studio cannot do it right now (its storage or database is away); nothing was stored.
+
+    Clients retry the same request later: the rules that make retries safe (log offsets,
+    metric batch ids) hold across it."""
+
+    status_code = 503
+    code = "unavailable"
