@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,7 +53,15 @@ def read_only(folder: Path) -> Iterator[str]:
     if os.geteuid() == 0:
         _mount("--bind", str(folder), str(folder))
         try:
-            _mount("-o", "remount,bind,ro", str(folder))
+            for attempt in range(50):
+                try:
+                    # EBUSY while a process has a file open for writing there (an append in flight).
+                    _mount("-o", "remount,bind,ro", str(folder))
+                    break
+                except subprocess.CalledProcessError:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.02)
             yield "read-only bind mount"
         finally:
             _umount(folder)

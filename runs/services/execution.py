@@ -493,7 +493,8 @@ def host_report(hostname: str, queues: list[str], pid: int, alive) -> dict:
     `alive(run)` tells whether the run's runner process still exists on this
     host. Runs whose runner vanished become NotResponding, then Failed; runs
     claimed here whose runner never started (the worker died mid-dispatch)
-    fail with that reason. Returns the runs that should be told to stop.
+    fail with that reason, and their partial working copies are removed.
+    Returns the runs that should be told to stop.
     """
     now = timezone.now()
     for queue in queues:
@@ -505,6 +506,8 @@ def host_report(hostname: str, queues: list[str], pid: int, alive) -> dict:
         if run.runner_pid is None:
             if run.dispatched_at and now - run.dispatched_at > timedelta(seconds=settings.STUDIO_HEARTBEAT_TIMEOUT):
                 _fail_lost(run, f"the dispatch on host {hostname} was interrupted before the runner started")
+                # Its half-unpacked working copy is on this host and nothing else will remove it.
+                cleanup_workdir(run.run_id)
             continue
         if not alive(run):
             mark_lost(run, f"the runner (pid {run.runner_pid}) on host {hostname} exited without reporting")
