@@ -313,3 +313,39 @@ def test_the_fast_run_forms_match_the_run_serializer(api, run_id):
     assert without_duration(created) == without_duration(RunSerializer(child).data)
     for run in with_labels(Run.objects.all()):  # a running run's duration ticks between the two calls
         assert without_duration(run_summary(run)) == without_duration(RunSerializer(run).data)
+
+
+@pytest.mark.parametrize(
+    "path, method, body, limit",
+    [
+        ("tags/", "patch", {"k" * 256: "v"}, "limit is 255"),
+        ("tags/", "patch", {"ok": "v" * 4097}, "limit is 4096"),
+        ("tags/", "patch", {"": "v"}, "must not be empty"),
+        ("tags/", "patch", {"a\x00b": "v"}, "control characters"),
+        ("tags/", "patch", {"fine": "v", "bad": {"nested": 1}}, "must be a string or null"),
+        ("properties/", "post", {"p" * 256: "v"}, "limit is 255"),
+        ("properties/", "post", {"ok": "v" * 4097}, "limit is 4096"),
+        ("", "patch", {"display_name": "n" * 256}, "limit is 255"),
+        ("", "patch", {"description": "d" * 5001}, "limit is 5000"),
+    ],
+)
+def test_values_past_the_documented_limits_are_400_naming_the_limit(api, run_id, path, method, body, limit):
+    response = getattr(api, method)(f"/api/runs/{run_id}/{path}", body, format="json")
+    assert response.status_code == 400, response.content
+    assert limit in response.json()["detail"]
+    run = api.get(f"/api/runs/{run_id}/").json()
+    assert run["tags"] == {} and run["properties"] == {} and run["display_name"] == ""
+
+
+def test_a_tag_batch_with_one_bad_pair_writes_none_of_it(api, run_id):
+    response = api.patch(f"/api/runs/{run_id}/tags/", {"good": "1", "x" * 300: "2"}, format="json")
+    assert response.status_code == 400
+    assert api.get(f"/api/runs/{run_id}/tags/").json() == {}
+
+
+def test_a_bad_run_id_for_start_logging_is_refused(api, experiment):
+    response = api.post(f"{experiment}/runs/", {"run_id": "../x"}, format="json")
+    assert response.status_code == 400 and "run_id" in response.json()["detail"]
+    taken = api.post(f"{experiment}/runs/", {"run_id": "mine-1"}, format="json")
+    again = api.post(f"{experiment}/runs/", {"run_id": "mine-1"}, format="json")
+    assert taken.status_code == 201 and again.status_code == 409
