@@ -1,11 +1,16 @@
 """One error shape for every API failure: {"detail": message, "code": code, "errors": {...}}.
 
 Domain errors (runs.errors) and illegal transitions map to their HTTP status
-here, so views never translate errors themselves.
+here, so views never translate errors themselves. A database that cannot be
+reached (restarting, failing over, SQLite locked past its timeout) is 503: the
+client retries, which the API makes safe (metric batch ids, log offsets).
 """
 
 from __future__ import annotations
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -13,6 +18,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from runs.errors import StudioError
 from runs.lifecycle import IllegalTransition
+
+log = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
@@ -26,6 +33,17 @@ def exception_handler(exc, context):
         if exc.field:
             body["errors"] = {exc.field: [exc.message]}
         return Response(body, status=exc.status_code)
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.error("database unavailable during %s: %s", _where(context), exc)
+        response = Response(
+            {
+                "detail": "the studio's database is unavailable right now; retry the request in a few seconds",
+                "code": "database_unavailable",
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "not found")
     response = drf_exception_handler(exc, context)
@@ -39,6 +57,11 @@ def exception_handler(exc, context):
         detail = response.data["detail"]
         response.data = {"detail": str(detail), "code": getattr(detail, "code", "error")}
     return response
+
+
+def _where(context) -> str:
+    request = context.get("request")
+    return f"{request.method} {request.path}" if request is not None else "a request"
 
 
 def _first_message(errors) -> str:
