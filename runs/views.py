@@ -623,6 +623,9 @@ def _log_choice(run: Run, requested: str | None) -> tuple[list[str], str | None]
     even before its first byte arrives, so the tab starts tailing it at once.
     """
     names = [f.name for f in logs.log_files(run)]
+    if run.is_managed and run.status in ACTIVE and logs.DIAGNOSTIC_LOG not in names:
+        # The runner writes its diagnostic log from its first moment: offer it at once.
+        names.append(logs.DIAGNOSTIC_LOG)
     if requested in names:
         return names, requested
     if logs.DRIVER_LOG in names or run.status in ACTIVE:
@@ -683,7 +686,10 @@ def run_log_tail(request, run_id: str):
     if not used:
         if not ended:
             return HttpResponse(status=204)
-        return render(request, "runs/partials/log_tail.html", {"run": run, "ended": True, "text": ""}, status=286)
+        # The run's last answer also refreshes the tabs: an error log may have appeared.
+        tabs, _chosen = _log_choice(run, name)
+        context = {"run": run, "ended": True, "text": "", "log_tabs": tabs, "log_name": name, "log_labels": LOG_LABELS}
+        return render(request, "runs/partials/log_tail.html", context, status=286)
     context = {
         "run": run,
         "text": text,

@@ -156,6 +156,19 @@ def test_the_logs_tab_lists_the_driver_diagnostic_and_error_logs_and_downloads_w
     assert b"".join(response.streaming_content) == f"{logs.ERROR_LOG} says hi\n".encode() * 20_000
 
 
+def test_when_the_run_ends_the_tail_refreshes_the_log_tabs(run, alice, client):
+    """A tab opened while the run was active learns of logs written at the end (the error log)."""
+    logs.log_append(run, logs.DRIVER_LOG, 0, b"working\n")
+    html = client.get(f"/runs/{run.run_id}/logs/").content.decode()
+    assert "Error log" not in html
+    logs.log_append(run, logs.ERROR_LOG, 0, b"exit code: 1\n")
+    run_services.run_fail(Principal(alice), run, error_details="boom")
+    response = client.get(f"/runs/{run.run_id}/logs/tail/?name={logs.DRIVER_LOG}&offset=8")
+    body = response.content.decode()
+    assert response.status_code == 286
+    assert 'id="log-tabs"' in body and 'hx-swap-oob="true"' in body and "Error log" in body
+
+
 def test_a_log_name_that_leaves_its_folder_is_refused(run, client):
     assert client.get(f"/runs/{run.run_id}/logs/download/?name=../../etc/passwd").status_code == 400
 
