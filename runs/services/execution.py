@@ -206,12 +206,26 @@ def _submitted_run_id(experiment_name: str) -> str:
 def _enqueue_dispatch_on_commit(run_pk: int, queue: str) -> None:
     from runs.tasks import dispatch_run
 
-    transaction.on_commit(lambda: dispatch_run.apply_async(args=[run_pk], queue=queue))
+    transaction.on_commit(_unless_broker_down(lambda: dispatch_run.apply_async(args=[run_pk], queue=queue)))
 
 
 def dispatch_queued_on_commit(workspace_id: int, target_name: str) -> None:
     """A slot on a target freed up: dispatch the oldest queued runs that now fit."""
-    transaction.on_commit(lambda: dispatch_queued(workspace_id, target_name))
+    transaction.on_commit(_unless_broker_down(lambda: dispatch_queued(workspace_id, target_name)))
+
+
+def _unless_broker_down(send):
+    """The change is committed: a broker that cannot take the message must not fail the request
+    (a submit answered 500 whose run exists invites a second submit). The run waits Queued, and
+    poll_runs dispatches queued runs that fit once the broker is back."""
+
+    def call() -> None:
+        try:
+            send()
+        except Exception as exc:
+            log.warning("could not queue a dispatch (%r); the poller dispatches it once the broker is back", exc)
+
+    return call
 
 
 def dispatch_queued(workspace_id: int, target_name: str) -> int:
