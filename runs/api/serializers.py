@@ -11,10 +11,28 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from runs import limits
 from runs.models import ApiToken, ComputeTarget, Experiment, LogFile, Run, RunEvent, RunFile, Workspace
+from runs.models.compute import COMPUTE_NAME_RE
 from runs.presenters import run_duration
+from runs.services.metrics import BATCH_ID_RE
+from runs.services.runs import RUN_ID_RE
 
 _kv = serializers.DictField(child=serializers.CharField(allow_null=True, allow_blank=True))
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string", "maxLength": limits.VALUE_MAX}, {"type": "number"}, {"type": "boolean"}],
+        "nullable": True,
+    }
+)
+class LabelValueField(serializers.JSONField):
+    """A tag or property value as sent: numbers and booleans are stored as text, as the v1 SDK does."""
+
+
+def _kv_in(**kwargs) -> serializers.DictField:
+    return serializers.DictField(child=LabelValueField(), **kwargs)
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -41,7 +59,7 @@ class ComputeTargetSerializer(serializers.ModelSerializer):
 
 
 class ComputeTargetWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False)
+    name = serializers.RegexField(COMPUTE_NAME_RE, required=False)
     kind = serializers.ChoiceField(choices=ComputeTarget.Kind.values, required=False)
     max_concurrent_runs = serializers.IntegerField(min_value=1, max_value=10000, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
@@ -198,18 +216,18 @@ class RunPageSerializer(serializers.Serializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    run_id = serializers.CharField(required=False)
+    run_id = serializers.RegexField(RUN_ID_RE.pattern, required=False)
     display_name = serializers.CharField(required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
-    tags = _kv
-    properties = _kv
+    tags = _kv_in(required=False)
+    properties = _kv_in(required=False)
     heartbeat_timeout_seconds = serializers.FloatField(required=False, allow_null=True)
 
 
 class ChildrenCreateSerializer(serializers.Serializer):
     count = serializers.IntegerField(required=False, min_value=1, max_value=10000)
     tag_key = serializers.CharField(required=False)
-    tag_values = serializers.ListField(child=serializers.CharField(allow_null=True), required=False)
+    tag_values = serializers.ListField(child=LabelValueField(), required=False)
     children = RunCreateSerializer(many=True, required=False)
 
 
@@ -224,7 +242,7 @@ class SubmitSerializer(serializers.Serializer):
     cancel_grace_seconds = serializers.FloatField(required=False, allow_null=True)
     display_name = serializers.CharField(required=False, allow_blank=True)
     description = serializers.CharField(required=False, allow_blank=True)
-    tags = _kv
+    tags = _kv_in(required=False)
     parent_run_id = serializers.CharField(required=False, allow_null=True)
 
 
@@ -237,11 +255,11 @@ class FailSerializer(serializers.Serializer):
     error_details = serializers.JSONField(
         required=False, allow_null=True, help_text="a message, or an object with message"
     )
-    error_code = serializers.CharField(required=False, allow_null=True)
+    error_code = serializers.CharField(required=False, allow_null=True, max_length=limits.KEY_MAX)
 
 
 class TagsRemoveSerializer(serializers.Serializer):
-    keys = serializers.ListField(child=serializers.CharField())
+    keys = serializers.ListField(child=serializers.CharField(allow_blank=True), help_text="absent keys are ignored")
 
 
 class MetricSeriesInSerializer(serializers.Serializer):
@@ -254,7 +272,7 @@ class MetricSeriesInSerializer(serializers.Serializer):
 
 
 class MetricBatchSerializer(serializers.Serializer):
-    batch_id = serializers.CharField(max_length=64)
+    batch_id = serializers.RegexField(BATCH_ID_RE.pattern, help_text="a repeated batch_id is not stored twice")
     series = MetricSeriesInSerializer(many=True)
 
 

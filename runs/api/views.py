@@ -380,7 +380,7 @@ class RunFailView(APIView):
 
     @extend_schema(request=s.FailSerializer, responses=s.RunDetailSerializer)
     def post(self, request, run_id):
-        data = request.data if isinstance(request.data, dict) else {}
+        data = _body(request)
         run = run_services.run_fail(
             _principal(request),
             _run(request, run_id, write=True),
@@ -400,7 +400,12 @@ class RunChildrenView(APIView):
     parser_classes = [OrjsonParser]
 
     @extend_schema(
-        parameters=[*RUN_LIST_PARAMETERS, OpenApiParameter("recursive", bool)], responses=s.RunPageSerializer
+        # include_children means nothing here: `recursive` says which descendants to list.
+        parameters=[
+            *(p for p in RUN_LIST_PARAMETERS if p.name != "include_children"),
+            OpenApiParameter("recursive", bool),
+        ],
+        responses=s.RunPageSerializer,
     )
     def get(self, request, run_id):
         principal = _principal(request)
@@ -426,7 +431,9 @@ class RunTagsView(APIView):
     def get(self, request, run_id):
         return Response(run_services.tags_of(_run(request, run_id)))
 
-    @extend_schema(request=s._kv, responses=s._kv, description="Merge tags (tags are mutable); null values allowed.")
+    @extend_schema(
+        request=s._kv_in(), responses=s._kv, description="Merge tags (tags are mutable); null values allowed."
+    )
     def patch(self, request, run_id):
         return Response(run_services.tags_set(_principal(request), _run(request, run_id, write=True), request.data))
 
@@ -448,7 +455,7 @@ class RunPropertiesView(APIView):
         return Response(run_services.properties_of(_run(request, run_id)))
 
     @extend_schema(
-        request=s._kv,
+        request=s._kv_in(),
         responses=s._kv,
         description="Add properties. They are immutable: a different value for a stored key is a 409.",
     )
@@ -493,7 +500,7 @@ class RunMetricPointsView(APIView):
         series = metrics.series_get(run, request.query_params.get("name", ""))
         max_points = request.query_params.get("max_points")
         limit = _int_param(request, "max_points", 0, minimum=10, maximum=100_000) if max_points else None
-        return Response(metrics.series_points(series, x=request.query_params.get("x", "step"), max_points=limit))
+        return Response(metrics.series_points(series, x=request.query_params.get("x") or "step", max_points=limit))
 
 
 class RunLogListView(APIView):
@@ -575,7 +582,8 @@ class RunFileListView(APIView):
 class RunFileContentView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("name", str, required=True)],
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        # Sent with the type guessed from the file's name when it was uploaded (text/plain, image/png, ...).
+        responses={(200, "*/*"): OpenApiTypes.BINARY},
     )
     def get(self, request, run_id):
         record, path = files.file_get(_run(request, run_id), request.query_params.get("name") or "")
@@ -627,7 +635,7 @@ class RunnerStartedView(APIView):
         responses=s.RunnerInstructionsSerializer,
     )
     def post(self, request, run_id):
-        data = request.data if isinstance(request.data, dict) else {}
+        data = _body(request)
         return Response(execution.runner_started(_principal(request), _run(request, run_id, write=True), data))
 
 

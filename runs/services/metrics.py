@@ -34,7 +34,7 @@ def metrics_ingest(run: Run, payload: object) -> dict:
     if not isinstance(payload, dict):
         raise InvalidInput("body must be a JSON object with batch_id and series")
     batch_id = payload.get("batch_id")
-    if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
+    if not isinstance(batch_id, str) or not BATCH_ID_RE.fullmatch(batch_id):
         raise InvalidInput("batch_id must be 1-64 letters, digits, '_', '-', ':' or '.'", field="batch_id")
     items = payload.get("series")
     if not isinstance(items, list) or not items:

@@ -90,7 +90,7 @@ def experiment_rename(principal: Principal, experiment: Experiment, name: object
     Default experiment, which MLflow clients find by name), Conflict (taken).
     """
     _require_user(principal, "rename experiments")
-    if not isinstance(name, str) or not re.match(EXPERIMENT_NAME_RE, name):
+    if not isinstance(name, str) or not re.fullmatch(EXPERIMENT_NAME_RE, name):
         raise InvalidInput(
             "experiment name must be 1-255 letters, digits, '_' or '-', starting with a letter or digit",
             field="name",

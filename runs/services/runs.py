@@ -43,7 +43,7 @@ _MAX_CAS_ATTEMPTS = 10
 def _check_run_id(run_id: str | None) -> str:
     if run_id is None:
         return str(uuid.uuid4())
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise InvalidInput(
             "run_id must be 1-255 letters, digits, '_', '-' or '.', starting with a letter or digit",
             field="run_id",
@@ -321,6 +321,9 @@ def run_fail(principal: Principal, run: Run, *, error_details=None, error_code: 
 
 
 def _error_from_details(error_details, error_code: str | None) -> dict:
+    # The code is what clients match on (error.code == "UserError"): it must stay a short string.
+    if error_code is not None:
+        error_code = limits.check_text(error_code, "error_code", limits.KEY_MAX) or None
     if error_details is None:
         return build_error("the run was marked as failed", error_code or "UserError")
     if isinstance(error_details, str):
@@ -328,7 +331,8 @@ def _error_from_details(error_details, error_code: str | None) -> dict:
     if isinstance(error_details, dict):
         message = error_details.get("message") or "the run was marked as failed"
         extra = {k: v for k, v in error_details.items() if k not in ("message", "code")}
-        return build_error(str(message)[:100_000], error_code or error_details.get("code") or "UserError", **extra)
+        code = error_code or limits.check_text(error_details.get("code"), "error_details.code", limits.KEY_MAX)
+        return build_error(str(message)[:100_000], code or "UserError", **extra)
     raise InvalidInput("error_details must be a string or an object with a message", field="error_details")
 
 

@@ -22,7 +22,7 @@ DEFAULT_TARGET = "local"
 
 def workspace_create(name: str, owner, *, description: str = "") -> Workspace:
     """Create a workspace owned by `owner`, with the default `local` compute target."""
-    if not isinstance(name, str) or not re.match(WORKSPACE_NAME_RE, name):
+    if not isinstance(name, str) or not re.fullmatch(WORKSPACE_NAME_RE, name):
         raise InvalidInput("workspace name must be 3-33 letters, digits, '-' or '_'", field="name")
     try:
         with transaction.atomic():
@@ -43,7 +43,7 @@ def member_add(workspace: Workspace, user, role: str = Membership.Role.MEMBER) -
 
 def experiment_get_or_create(principal: Principal, workspace: Workspace, name: object) -> tuple[Experiment, bool]:
     """Experiment(ws, name): the experiment, created if missing. Returns (experiment, created)."""
-    if not isinstance(name, str) or not re.match(EXPERIMENT_NAME_RE, name):
+    if not isinstance(name, str) or not re.fullmatch(EXPERIMENT_NAME_RE, name):
         raise InvalidInput(
             "experiment name must be 1-255 letters, digits, '_' or '-', starting with a letter or digit",
             field="name",
@@ -90,7 +90,7 @@ def compute_target_update(principal: Principal, target: ComputeTarget, data: dic
 def _apply_target_fields(target: ComputeTarget, data: dict, *, creating: bool) -> None:
     if creating:
         name = data.get("name")
-        if not isinstance(name, str) or not re.match(COMPUTE_NAME_RE, name):
+        if not isinstance(name, str) or not re.fullmatch(COMPUTE_NAME_RE, name):
             raise InvalidInput(
                 "name must be 2-32 letters, digits or '-', starting with a letter or digit", field="name"
             )
