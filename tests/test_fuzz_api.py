@@ -1,13 +1,15 @@
 """Schema fuzzing: every operation of /api/schema/, driven by schemathesis, in-process (WSGI).
 
-Each generated request is sent three times: anonymously, as bob (a member of
-another workspace) and as alice (a member of team-a, whose objects the path
-parameters name most of the time). Checks on every response: no 5xx; the
-status code, content type, headers and body are the ones the schema documents;
-no API token appears in a body. Beyond the schema: anonymous callers get 401,
-bob never gets a 2xx on team-a's objects, and neither of them changes anything.
+Each generated request is sent anonymously, as bob (a member of another
+workspace) and as alice (a member of team-a, whose objects the path parameters
+name most of the time); when it names a submitted run that is executing, also
+with that run's own token (what its runner holds). Checks on every response:
+no 5xx; the status code, content type, headers and body are the ones the schema
+documents; a request the schema forbids is refused; no API token appears in a
+body. Beyond the schema: anonymous callers get 401, bob never gets a 2xx on
+team-a's objects, and neither of them changes anything that is stored.
 
-`make test` runs STUDIO_FUZZ_EXAMPLES examples per operation (default 12,
+`make test` runs STUDIO_FUZZ_EXAMPLES examples per operation (default 10,
 derandomized so CI is repeatable); `make soak` (tests/benchmarks/soak_fuzz.py)
 runs many more with fresh randomness.
 """
@@ -35,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from runs.access import Principal
+from runs.lifecycle import Status
 from runs.models import (
     ComputeTarget,
     Experiment,
@@ -49,9 +52,10 @@ from runs.models import (
 )
 from runs.services import execution, files, logs, workspaces
 from runs.services import runs as run_services
+from runs.tokens import hash_key, new_run_key
 from tests import test_views_support as support
 
-EXAMPLES = int(os.environ.get("STUDIO_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("STUDIO_FUZZ_EXAMPLES", "10"))
 SOAK = os.environ.get("STUDIO_FUZZ_SOAK") == "1"
 # Where to append one line per request (operation, principal, status) for the soak's figures.
 STATS = os.environ.get("STUDIO_FUZZ_STATS")
@@ -120,6 +124,15 @@ class World:
     def fresh_run(self) -> str:
         return run_services.run_start_logging(self.principal, self.experiment, {}).run_id
 
+    def fresh_runner_run(self) -> tuple[str, str]:
+        """A submitted run that is Running, and its run token (what a runner holds)."""
+        run = execution.run_submit(self.principal, self.experiment, {"snapshot": self.sha256, "script": "train.py"})
+        key = new_run_key()
+        run_services.transition(run, Status.PREPARING, reason="fuzz", host="fuzz-host", token_hash=hash_key(key))
+        run_services.transition(run, Status.RUNNING, reason="fuzz")
+        self.secrets.append(key)
+        return run.run_id, key
+
     def ensure_target(self, name: str) -> None:
         if not ComputeTarget.objects.filter(workspace=self.workspace, name=name).exists():
             workspaces.compute_target_create(self.principal, self.workspace, {"name": name})
@@ -147,12 +160,31 @@ QUERY_NAMES = {
 }
 
 
-def aim_at_team_a(case, world: World, data) -> bool:
-    """Point path (and name) parameters at real objects most of the time; True if any does."""
-    real = False
+# What the SDK sends: numbers, text, booleans, null, and the wire form of NaN and ±inf.
+METRIC_VALUES = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**53), 2**53)
+    | st.text(max_size=5)
+    | st.booleans()
+    | st.none()
+    | st.sampled_from([{"$float": "NaN"}, {"$float": "Infinity"}, {"$float": "-Infinity"}])
+)
+
+
+class Aim:
+    """Where a case points: at team-a's objects or not, and the run token of the run it names, if any."""
+
+    def __init__(self):
+        self.touches_team_a = False
+        self.run_key: str | None = None
+
+
+def aim_at_team_a(case, world: World, data) -> Aim:
+    """Point path parameters (and names, bodies) at real objects most of the time."""
+    aim = Aim()
     params = case.path_parameters or {}
     for key in list(params):
-        if not data.draw(st.integers(0, 9), label=f"keep fuzzed {key}") < 8:
+        if data.draw(st.integers(0, 9), label=f"keep fuzzed {key}") >= 8:
             continue
         if key == "workspace":
             params[key] = world.workspace.name
@@ -165,15 +197,45 @@ def aim_at_team_a(case, world: World, data) -> bool:
             world.ensure_target(target)
             params[key] = target
         elif key == "run_id":
-            choice = data.draw(st.sampled_from(["fresh", *world.run_ids()]), label="run")
-            params[key] = world.fresh_run() if choice == "fresh" else choice
+            # The run holding the log, file and metric that name= parameters point at comes first.
+            choice = data.draw(st.sampled_from([*world.run_ids(), "fresh", "runner"]), label="run")
+            if choice == "fresh":
+                params[key] = world.fresh_run()
+            elif choice == "runner":
+                params[key], aim.run_key = world.fresh_runner_run()
+            else:
+                params[key] = choice
         else:
             pytest.fail(f"path parameter '{key}' of {case.path} has no real object here: add one to aim_at_team_a")
-        real = True
+        aim.touches_team_a = True
     name = QUERY_NAMES.get(case.path)
     if name and case.query is not None and "name" in case.query and data.draw(st.booleans(), label="real name"):
         case.query["name"] = name
-    return real
+    if data.draw(st.booleans(), label="real body"):
+        real_body(case, world, data)
+    return aim
+
+
+def real_body(case, world: World, data) -> None:
+    """Bodies the schema cannot say enough about to be accepted by chance: a zip, a stored snapshot's sha.
+
+    Assigned whole (never changed in place) so schemathesis re-checks whether a
+    negative case is still negative.
+    """
+    body = case.body
+    if case.path.endswith("/snapshots/") and case.media_type == "application/zip":
+        files = data.draw(st.dictionaries(st.from_regex(r"[a-z]{1,8}\.py", fullmatch=True), st.text(), max_size=3))
+        case.body = support.zip_of(files or {"a.py": ""})
+    elif case.path.endswith("/submit/") and isinstance(body, dict):
+        case.body = {
+            **{k: v for k, v in body.items() if k != "command"},
+            "snapshot": world.sha256,
+            "script": "train.py",
+        }
+    elif case.path.endswith("/metrics/") and case.method == "POST" and isinstance(body, dict):
+        values = data.draw(st.lists(METRIC_VALUES, min_size=1))
+        series = [{"name": "fuzz", "values": values, "times": [1.0] * len(values)}]
+        case.body = {**body, "series": series}
 
 
 def record(case, who: str, response) -> None:
@@ -200,7 +262,7 @@ def check_body_holds_no_token(response, world: World) -> None:
 )
 @pytest.mark.django_db
 def test_every_operation_answers_as_documented(case, data, world):
-    touches_team_a = aim_at_team_a(case, world, data)
+    aim = aim_at_team_a(case, world, data)
     before = world.fingerprint()
 
     anonymous = case.call()
@@ -213,11 +275,18 @@ def test_every_operation_answers_as_documented(case, data, world):
     record(case, "other-workspace", other)
     case.validate_response(other, checks=CHECKS)
     check_body_holds_no_token(other, world)
-    if touches_team_a:
+    if aim.touches_team_a:
         assert not 200 <= other.status_code < 300, (
             f"bob {case.method} {case.formatted_path} -> {other.status_code}: {other.content[:300]!r}"
         )
     assert world.fingerprint() == before, f"a refused {case.method} {case.formatted_path} changed stored data"
+
+    if aim.run_key:
+        # The runner's own token: the only caller the runner reports accept.
+        runner = case.call(headers={"Authorization": f"Token {aim.run_key}"})
+        record(case, "run-token", runner)
+        case.validate_response(runner, checks=CHECKS)
+        check_body_holds_no_token(runner, world)
 
     member = case.call(headers={"Authorization": f"Token {world.alice_key}"})
     record(case, "member", member)

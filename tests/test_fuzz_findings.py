@@ -179,3 +179,29 @@ def test_token_authentication_is_a_documented_security_scheme(openapi):
     scheme = openapi["components"]["securitySchemes"]["tokenAuth"]
     assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "Authorization"}
     assert {"tokenAuth": []} in openapi["paths"]["/api/me/"]["get"]["security"]
+
+
+def test_events_by_the_system_have_a_null_actor_and_the_schema_says_so(api, run_id, openapi):
+    key = "rt_fuzz-" + "y" * 30
+    Run.objects.filter(run_id=run_id).update(token_hash=hash_key(key), run_type=Run.Type.SUBMITTED, status="Starting")
+    token_client(key).post(f"/api/runs/{run_id}/runner/started/", {"pid": 1}, format="json")
+    events = api.get(f"/api/runs/{run_id}/events/").json()
+    assert events[-1]["to_status"] == "Running" and events[-1]["actor"] is None
+    assert openapi["components"]["schemas"]["RunEvent"]["properties"]["actor"]["nullable"] is True
+
+
+def test_a_runner_exit_report_must_say_its_exit_code(api, run_id):
+    key = "rt_fuzz-" + "z" * 30
+    Run.objects.filter(run_id=run_id).update(token_hash=hash_key(key), run_type=Run.Type.SUBMITTED)
+    runner = token_client(key)
+    response = runner.post(f"/api/runs/{run_id}/runner/exit/", {"reason": "r", "log_tail": "t"}, format="json")
+    assert response.status_code == 400 and "exit_code is required" in response.json()["detail"]
+    assert Run.objects.get(run_id=run_id).status == "Running"
+    response = runner.post(f"/api/runs/{run_id}/runner/exit/", {"exit_code": None}, format="json")
+    assert response.json()["status"] == "Failed"
+
+
+def test_an_empty_error_code_means_user_error(api, run_id, openapi):
+    response = api.post(f"/api/runs/{run_id}/fail/", {"error_code": ""}, format="json")
+    assert response.json()["error"]["error"]["code"] == "UserError"
+    assert openapi["components"]["schemas"]["FailRequest"]["properties"]["error_code"].get("minLength", 0) == 0

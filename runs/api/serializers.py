@@ -255,7 +255,9 @@ class FailSerializer(serializers.Serializer):
     error_details = serializers.JSONField(
         required=False, allow_null=True, help_text="a message, or an object with message"
     )
-    error_code = serializers.CharField(required=False, allow_null=True, max_length=limits.KEY_MAX)
+    error_code = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=limits.KEY_MAX, help_text="default UserError"
+    )
 
 
 class TagsRemoveSerializer(serializers.Serializer):
@@ -311,7 +313,7 @@ class RunFileSerializer(serializers.ModelSerializer):
 
 
 class RunEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", default=None)
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True, help_text="null: the system")
 
     class Meta:
         model = RunEvent

@@ -380,6 +380,9 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
     Completed; anything else → Failed with the exit code and the log's tail.
     """
     _runner_only(principal, run)
+    if "exit_code" not in data:
+        # A report without it would end the run Failed with "no exit code" for a client bug.
+        raise InvalidInput("exit_code is required: the script's exit code, or null if unknown", field="exit_code")
     exit_code = data.get("exit_code")
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
         raise InvalidInput("exit_code must be an integer or null", field="exit_code")

@@ -50,7 +50,7 @@ def main() -> None:
         lines = [json.loads(line) for line in stats.read_text().splitlines()] if stats.exists() else []
     operations = {line["op"] for line in lines}
     print(f"\n{len(operations)} operations, {len(lines)} requests in {elapsed:.0f} s ({len(lines) / elapsed:.0f}/s)")
-    for who in ("anonymous", "other-workspace", "member"):
+    for who in ("anonymous", "other-workspace", "run-token", "member"):
         codes = collections.Counter(line["status"] for line in lines if line["who"] == who)
         shown = ", ".join(f"{code}: {n}" for code, n in sorted(codes.items()))
         print(f"  {who:16} {sum(codes.values()):7} requests  {shown}")
