@@ -205,3 +205,28 @@ def test_an_empty_error_code_means_user_error(api, run_id, openapi):
     response = api.post(f"/api/runs/{run_id}/fail/", {"error_code": ""}, format="json")
     assert response.json()["error"]["error"]["code"] == "UserError"
     assert openapi["components"]["schemas"]["FailRequest"]["properties"]["error_code"].get("minLength", 0) == 0
+
+
+def test_runner_started_checks_the_pid_it_is_given(api, run_id, openapi):
+    key = "rt_fuzz-" + "p" * 30
+    Run.objects.filter(run_id=run_id).update(token_hash=hash_key(key), run_type=Run.Type.SUBMITTED, status="Starting")
+    runner = token_client(key)
+    response = runner.post(f"/api/runs/{run_id}/runner/started/", {"pid": "12"}, format="json")
+    assert response.status_code == 400 and "pid" in response.json()["detail"]
+    assert runner.post(f"/api/runs/{run_id}/runner/started/", {}, format="json").json()["status"] == "Running"
+    assert "pid" not in openapi["components"]["schemas"]["RunnerStartedRequest"].get("required", [])
+
+
+def test_script_arguments_may_be_empty_text_or_numbers(api, openapi):
+    from tests.e2e import make_zip
+
+    api.post("/api/workspaces/team-a/experiments/", {"name": "exp"}, format="json")
+    sha = api.generic(
+        "POST", "/api/workspaces/team-a/snapshots/", make_zip({"a.py": ""}), content_type="application/zip"
+    ).json()["sha256"]
+    body = {"snapshot": sha, "script": "a.py", "arguments": ["--name", "", "--lr", 0.1]}
+    response = api.post("/api/workspaces/team-a/experiments/exp/submit/", body, format="json")
+    assert response.status_code == 201
+    assert response.json()["run_definition"]["arguments"] == ["--name", "", "--lr", "0.1"]
+    item = openapi["components"]["schemas"]["SubmitRequest"]["properties"]["arguments"]["items"]
+    assert {s["type"] for s in item["oneOf"]} == {"string", "number"}

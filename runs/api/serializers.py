@@ -231,11 +231,16 @@ class ChildrenCreateSerializer(serializers.Serializer):
     children = RunCreateSerializer(many=True, required=False)
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}]})
+class ArgumentField(serializers.JSONField):
+    """A script argument: text (empty allowed, as on a command line) or a number, passed as text."""
+
+
 class SubmitSerializer(serializers.Serializer):
     snapshot = serializers.CharField(help_text="sha256 of an uploaded snapshot")
     script = serializers.CharField(required=False, allow_null=True)
     command = serializers.JSONField(required=False, allow_null=True, help_text="string or list of strings")
-    arguments = serializers.ListField(child=serializers.CharField(), required=False)
+    arguments = serializers.ListField(child=ArgumentField(), required=False)
     compute_target = serializers.CharField(required=False, allow_null=True)
     environment_variables = serializers.DictField(child=serializers.CharField(), required=False)
     max_run_duration_seconds = serializers.IntegerField(required=False, allow_null=True)

@@ -631,7 +631,9 @@ class RunnerStartedView(APIView):
     parser_classes = [OrjsonParser]
 
     @extend_schema(
-        request=inline_serializer("RunnerStarted", {"pid": serializers.IntegerField()}),
+        request=inline_serializer(
+            "RunnerStarted", {"pid": serializers.IntegerField(required=False, allow_null=True, min_value=1)}
+        ),
         responses=s.RunnerInstructionsSerializer,
     )
     def post(self, request, run_id):

@@ -351,11 +351,14 @@ def runner_instructions(run: Run) -> dict:
 def runner_started(principal: Principal, run: Run, data: dict) -> dict:
     """The user's script process started: → Running."""
     _runner_only(principal, run)
+    pid = data.get("pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid < 1):
+        raise InvalidInput("pid must be the script's process id, a positive integer", field="pid")
     try:
         transition(
             run,
             Status.RUNNING,
-            reason=f"script started (pid {data.get('pid')})",
+            reason=f"script started (pid {pid})",
             allowed_from={Status.PREPARING, Status.STARTING, Status.NOT_RESPONDING},
         )
     except IllegalTransition:
