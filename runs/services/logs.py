@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from runs import limits
 from runs.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -76,7 +77,10 @@ def log_append(run: Run, name: object, offset: object, data: bytes) -> dict:
             _raise_if_unwritable(exc, name, path)
             raise
         new_size = os.fstat(fh.fileno()).st_size
-        LogFile.objects.update_or_create(run=run, name=name, defaults={"size": new_size})
+        # One UPDATE in the common case (a log already known): on SQLite, update_or_create's
+        # transaction (BEGIN, SELECT, UPDATE, COMMIT) held the database's one write lock longer.
+        if not LogFile.objects.filter(run=run, name=name).update(size=new_size, updated_at=timezone.now()):
+            LogFile.objects.update_or_create(run=run, name=name, defaults={"size": new_size})
     return {"name": name, "size": new_size, "stored": new_size - size}
 
 
