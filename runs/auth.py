@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from runs import tokens
 from runs.lifecycle import TERMINAL
 from runs.models import ApiToken, Run
 from runs.tokens import RUN_TOKEN_PREFIX, hash_key
@@ -26,6 +27,9 @@ _LAST_USED_RESOLUTION = timedelta(minutes=1)
 def authenticate_key(key: str):
     """Return (user, auth) for a key, or raise AuthenticationFailed."""
     digest = hash_key(key)
+    cached = tokens.cached_user_token(digest)
+    if cached is not None:
+        return cached
     if key.startswith(RUN_TOKEN_PREFIX):
         run = Run.objects.select_related("submitted_by", "experiment").filter(token_hash=digest).first()
         if run is None or run.submitted_by is None:
@@ -45,6 +49,7 @@ def authenticate_key(key: str):
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    tokens.cache_user_token(digest, token.user, token)
     return token.user, token
 
 

@@ -74,6 +74,9 @@ def isolated_files(settings, tmp_path):
     """Logs and run files of each test in a folder of their own (SQLite reuses run pks)."""
     settings.LOG_DIR = tmp_path / "logs"
     settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    from runs.tokens import forget_cached_tokens
+
+    forget_cached_tokens()  # a user deleted by the last test's rollback must not stay signed in
 
 
 # --- real workers for end-to-end tests ---------------------------------------------------------

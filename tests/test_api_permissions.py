@@ -264,3 +264,13 @@ def test_a_submit_names_a_script_missing_from_the_snapshot(api):
     assert response.status_code == 400 and "inside source_directory" in response.json()["detail"]
     assert not Run.objects.exists()
     assert json.loads(json.dumps(execution.snapshot_names(execution.Snapshot.objects.get()))) == ["a.py"]
+
+
+def test_a_revoked_token_stops_working_at_once_in_this_process(alice, alice_key, api):
+    from runs.models import ApiToken
+    from runs.services import workspaces
+
+    assert api.get("/api/me/").status_code == 200  # now cached
+    workspaces.token_revoke(alice, ApiToken.objects.get(user=alice).pk)
+    response = api.get("/api/me/")
+    assert response.status_code == 401 and "revoked" in response.json()["detail"]

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from runs import tokens
 from runs.access import Principal
 from runs.errors import Conflict, Forbidden, InvalidInput
 from runs.lifecycle import ACTIVE
@@ -148,4 +149,5 @@ def token_revoke(user, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+        tokens.forget_cached_tokens()
     return token
