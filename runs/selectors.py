@@ -134,9 +134,15 @@ def parse_kv_filter(raw: str | None, what: str) -> str | dict | None:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw  # a bare word is a key-presence filter
+    except RecursionError:
+        raise InvalidInput(f"{what} filter is nested too deeply; use a key or a flat JSON object", field=what) from None
     if isinstance(value, str | dict):
         if isinstance(value, dict) and not all(isinstance(v, str | type(None)) for v in value.values()):
             raise InvalidInput(f"{what} filter values must be strings or null", field=what)
+        texts = [value] if isinstance(value, str) else [*value, *(v for v in value.values() if v is not None)]
+        # JSON may escape what no stored key or value holds and databases refuse: NUL, lone surrogates.
+        if any("\x00" in t or any("\ud800" <= ch <= "\udfff" for ch in t) for t in texts):
+            raise InvalidInput(f"{what} filter contains a NUL character or a lone surrogate", field=what)
         return value
     raise InvalidInput(
         f"unknown filter type for run {what}: {type(value).__name__}; use a key (string) or a "

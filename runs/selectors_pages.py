@@ -142,8 +142,10 @@ def _decode_cursor(raw: str):
             value = timedelta(microseconds=int(value))
         elif kind != "v" or not isinstance(value, str | int | float | type(None)):
             raise ValueError
+        if isinstance(value, str) and ("\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)):
+            raise ValueError  # no stored value holds these, and PostgreSQL refuses to compare them
         return value, int(number)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise InvalidInput("this page link is out of date; start again from the first page") from None
 
 

@@ -437,7 +437,7 @@ def _handle_submit(request, principal: Principal, workspace, form: SubmitForm):
 def _relative_paths(request, count: int) -> list[str]:
     try:
         paths = json.loads(request.POST.get("folder_paths") or "[]")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # a hint from the browser; nested deep, it is no hint
         paths = []
     if not isinstance(paths, list) or len(paths) != count or not all(isinstance(p, str) for p in paths):
         return [f.name for f in request.FILES.getlist("folder")]

@@ -11,3 +11,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include(("runs.urls", "runs"), namespace="runs")),
 ]
+
+# Names the limit a refused body or query string hit (413/400), in the caller's format.
+handler400 = "studio.request_limits.bad_request"

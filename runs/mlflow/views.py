@@ -22,6 +22,7 @@ from functools import wraps
 
 import numpy as np
 import orjson
+from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -138,6 +139,8 @@ def endpoint(*methods: str, authenticated: bool = True) -> Callable:
                 return _error(exc)
             except (StudioError, IllegalTransition) as exc:
                 return _error(from_studio_error(exc))
+            except SuspiciousOperation:
+                raise  # a body or query past Django's limits: studio.request_limits.bad_request names the limit
             except Exception:
                 logger.exception("MLflow API %s %s failed", request.method, request.path)
                 return _error(MlflowError("internal error; see the server log", INTERNAL_ERROR))
