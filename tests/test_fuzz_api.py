@@ -268,7 +268,9 @@ def test_every_operation_answers_as_documented(case, data, world):
     anonymous = case.call()
     record(case, "anonymous", anonymous)
     case.validate_response(anonymous, checks=CHECKS)
-    if case.path != "/api/health/":
+    # A NUL anywhere in the address is refused at the door (400), before anyone is asked who they are.
+    refused_at_the_door = anonymous.status_code == 400 and "NUL character" in anonymous.json().get("detail", "")
+    if case.path != "/api/health/" and not refused_at_the_door:
         assert anonymous.status_code == 401, f"anonymous {case.method} {case.formatted_path} -> {anonymous.status_code}"
 
     other = case.call(headers={"Authorization": f"Token {world.bob_key}"})

@@ -22,7 +22,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 _DESCRIPTIONS = {
-    "400": "Invalid input: `detail` names the problem and the limit or fix; `errors` the field.",
+    "400": "Invalid input or address: `detail` names the problem and the limit or fix; `errors` the field.",
     "401": "No token, or an invalid, revoked or ended run's token.",
     "403": "Not allowed: a run token outside its run's branch, or a runner report from another caller.",
     "404": "Does not exist or is not visible to the caller.",
@@ -56,11 +56,10 @@ class StudioAutoSchema(AutoSchema):
         return parameters
 
     def _error_codes(self) -> list[str]:
-        codes = []
+        # Any address can be refused before the view: a NUL in it, or more query parameters than
+        # DATA_UPLOAD_MAX_NUMBER_FIELDS (studio.request_limits).
+        codes = ["400"]
         authenticated = bool(self.view.get_permissions())
-        has_query = any(p.get("in") == "query" for p in self._get_parameters())
-        if has_query or self.method in _WRITES:
-            codes.append("400")
         if authenticated:
             codes += ["401", "403"]
         if "{" in self.path:

@@ -423,12 +423,17 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
 
 
 def _fail_lost(run: Run, reason: str) -> None:
-    if run.stop_request == Run.StopRequest.CANCEL:
-        transition(run, Status.CANCELED, reason=f"{reason}; it had been asked to cancel")
-    elif run.stop_request == Run.StopRequest.FAIL:
-        transition(run, Status.FAILED, reason=reason)
-    else:
-        transition(run, Status.FAILED, reason=reason, error=build_error(reason, "RunLost"))
+    try:
+        if run.stop_request == Run.StopRequest.CANCEL:
+            transition(run, Status.CANCELED, reason=f"{reason}; it had been asked to cancel")
+        elif run.stop_request == Run.StopRequest.FAIL:
+            transition(run, Status.FAILED, reason=reason)
+        else:
+            transition(run, Status.FAILED, reason=reason, error=build_error(reason, "RunLost"))
+    except IllegalTransition:
+        if run.status not in TERMINAL:
+            raise
+        # It ended on its own (its exit report arrived) after the poller read it: that end stands.
 
 
 def mark_lost(run: Run, reason: str) -> None:

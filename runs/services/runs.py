@@ -240,7 +240,14 @@ def transition(
         current = run.status
         if current == to:
             return False
-        if not can_transition(current, to) or (allowed is not None and current not in allowed):
+        if (
+            not can_transition(current, to)
+            or (allowed is not None and current not in allowed)
+            # A finished run changes only when the caller names its status (fail() names Completed):
+            # a writer that decided on an older read must not overwrite it (the poller failing a
+            # run that has just completed, a stale fail() skipping the record of who failed it).
+            or (current in TERMINAL and (allowed is None or current not in allowed))
+        ):
             raise IllegalTransition(run.run_id, current, to)
         now = timezone.now()
         updates = {"status": to, "status_changed_at": now, **fields}
@@ -248,10 +255,17 @@ def transition(
             updates["started_at"] = now
         if to in TERMINAL and run.ended_at is None:
             updates["ended_at"] = now
-        if Run.objects.filter(pk=run.pk, status=current).update(**updates) == 1:
+        # The change and its event commit together: no change without its event if the process dies
+        # between them, and the row lock the UPDATE takes orders racing changes' events as they happened.
+        with transaction.atomic():
+            changed = Run.objects.filter(pk=run.pk, status=current).update(**updates) == 1
+            if changed:
+                RunEvent.objects.create(
+                    run_id=run.pk, at=now, from_status=current, to_status=to, actor=actor, reason=reason
+                )
+        if changed:
             for name, value in updates.items():
                 setattr(run, name, value)
-            RunEvent.objects.create(run=run, at=now, from_status=current, to_status=to, actor=actor, reason=reason)
             if to in TERMINAL and run.is_managed:
                 _after_slot_freed(run)
             return True
@@ -309,14 +323,26 @@ def run_fail(principal: Principal, run: Run, *, error_details=None, error_code: 
     error = _error_from_details(error_details, error_code)
     actor = _actor(principal)
     who = actor.username if actor else "a run token"
-    if run.status == Status.COMPLETED:
-        error["error"]["markedFailedAfterCompletion"] = {"by": who, "at": timezone.now().isoformat()}
-        transition(run, Status.FAILED, actor=actor, reason=f"marked Failed after completion by {who}", error=error)
-        return run
-    if run.is_managed and run.status in ACTIVE and run.status not in NOT_YET_DISPATCHED:
-        _request_stop(run, Run.StopRequest.FAIL, actor=actor, reason=f"fail requested by {who}", error=error)
-        return run
-    transition(run, Status.FAILED, actor=actor, reason=f"failed by {who}", error=error)
+    if run.status != Status.COMPLETED:
+        if run.is_managed and run.status in ACTIVE and run.status not in NOT_YET_DISPATCHED:
+            _request_stop(run, Run.StopRequest.FAIL, actor=actor, reason=f"fail requested by {who}", error=error)
+            return run
+        try:
+            transition(run, Status.FAILED, actor=actor, reason=f"failed by {who}", error=error, allowed_from=ACTIVE)
+            return run
+        except IllegalTransition:
+            if run.status != Status.COMPLETED:
+                raise
+            # It completed while we decided: failing it now is failing a Completed run, recorded below.
+    error["error"]["markedFailedAfterCompletion"] = {"by": who, "at": timezone.now().isoformat()}
+    transition(
+        run,
+        Status.FAILED,
+        actor=actor,
+        reason=f"marked Failed after completion by {who}",
+        error=error,
+        allowed_from={Status.COMPLETED},
+    )
     return run
 
 
