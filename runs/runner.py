@@ -374,7 +374,8 @@ class Runner:
         if proc is not None:
             (self.meta / "script.pgid").write_text(str(proc.pid))
             self.diag(f"script started: pid {proc.pid}: {shown}")
-            self.api.call("POST", "runner/started/", json={"pid": proc.pid}, deadline=time.monotonic() + 30)
+            started = {"pid": proc.pid, "runner_pid": os.getpid()}
+            self.api.call("POST", "runner/started/", json=started, deadline=time.monotonic() + 30)
             reader = threading.Thread(target=self._copy_output, args=(proc.stdout,), daemon=True)
             reader.start()
             returncode, timed_out = self.supervise(proc)

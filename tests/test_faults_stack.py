@@ -174,6 +174,11 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
+def server_errors(stack) -> int:
+    """500s the studio served so far (Django logs each as 'Internal Server Error: <path>')."""
+    return stack.log_path.read_text(errors="replace").count("Internal Server Error")
+
+
 def healthy(url: str) -> bool:
     try:
         return requests.get(f"{url}/api/health/", timeout=2).ok
@@ -208,6 +213,7 @@ def studio(stack) -> Studio:
 def test_killing_every_web_process_mid_run_loses_and_duplicates_nothing(stack, studio):
     """SIGKILL gunicorn (master and workers) twice while 5 runs log; the supervisor restarts it."""
     studio.experiment("fault-web")
+    errors_before = server_errors(stack)
     steps, period, per_step = 120, 0.05, 20  # ~6 s of logging: 400 points/s and 20 lines/s per run
     runs = {f"web-{i}": submit_workload(studio, "fault-web", f"web-{i}", steps, period, per_step) for i in range(5)}
     for run_id in runs.values():
@@ -230,6 +236,7 @@ def test_killing_every_web_process_mid_run_loses_and_duplicates_nothing(stack, s
     assert_none_active(studio, "fault-web")
     figures = [account(studio, run_id, tag, steps, per_step) for tag, run_id in runs.items()]
     total = assert_exactly_once(figures)
+    assert server_errors(stack) == errors_before, "the restarted web server answered 500"
     print(f"\n[web killed x2, {stack.env.get('DATABASE_URL', 'sqlite')[:10]}] downtime {downtimes} s; {total}")
 
 
@@ -245,6 +252,7 @@ def big_snapshot(files: int = 6000, size: int = 32 * 1024) -> bytes:
 
 def test_a_worker_killed_mid_dispatch_fails_the_run_explained_and_never_starts_it(stack, studio):
     studio.experiment("fault-dispatch")
+    errors_before = server_errors(stack)
     body = big_snapshot()
     response = studio.api(
         "POST", f"workspaces/{studio.workspace}/snapshots/", data=body, headers={"Content-Type": "application/zip"}
@@ -282,16 +290,12 @@ def test_a_worker_killed_mid_dispatch_fails_the_run_explained_and_never_starts_i
     after = submit_workload(studio, "fault-dispatch", "after", 3, 0.01, 1)
     assert_completed(studio, after, timeout=60)
     assert_none_active(studio, "fault-dispatch")
+    assert server_errors(stack) == errors_before
     reasons = [(e["to_status"], e["reason"]) for e in events]
     print(f"\n[worker killed mid-dispatch] unpacked {unpacked} of 6000 files when killed; events {reasons}")
 
 
 # --- e. the log folder read-only -------------------------------------------------------------------
-
-
-def server_errors(stack) -> int:
-    """500s the studio served so far (Django logs each as 'Internal Server Error: <path>')."""
-    return stack.log_path.read_text(errors="replace").count("Internal Server Error")
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not can_mount(), reason="root ignores chmod and mount is unavailable")

@@ -632,7 +632,11 @@ class RunnerStartedView(APIView):
 
     @extend_schema(
         request=inline_serializer(
-            "RunnerStarted", {"pid": serializers.IntegerField(required=False, allow_null=True, min_value=1)}
+            "RunnerStarted",
+            {
+                "pid": serializers.IntegerField(required=False, allow_null=True, min_value=1),
+                "runner_pid": serializers.IntegerField(required=False, allow_null=True, min_value=1),
+            },
         ),
         responses=s.RunnerInstructionsSerializer,
     )

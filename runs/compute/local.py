@@ -129,7 +129,7 @@ def _proc_cmdline(pid: int) -> str | None:
 def runner_alive(run: Run) -> bool:
     """Is this run's runner still running here? (pid reuse is ruled out by its command line)."""
     if run.runner_pid is None:
-        return False
+        return _unrecorded_runner(run) is not None
     cmdline = _proc_cmdline(run.runner_pid)
     if cmdline is not None:
         return "runs.runner" in cmdline and run.run_id in cmdline
@@ -140,6 +140,18 @@ def runner_alive(run: Run) -> bool:
     except PermissionError:
         return True
     return not Path("/proc").is_dir()
+
+
+def _unrecorded_runner(run: Run) -> int | None:
+    """A runner started for this run whose pid its worker never recorded (the worker died, or the
+    database was away, right after the launch), found by its command line."""
+    if not Path("/proc").is_dir():
+        return None
+    marker = f"runs.runner {run_dir(run.run_id)}"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and marker in (_proc_cmdline(int(entry)) or ""):
+            return int(entry)
+    return None
 
 
 def runner_alive_or_reap(run: Run) -> bool:

@@ -349,11 +349,21 @@ def runner_instructions(run: Run) -> dict:
 
 
 def runner_started(principal: Principal, run: Run, data: dict) -> dict:
-    """The user's script process started: → Running."""
+    """The user's script process started: → Running.
+
+    `runner_pid` is recorded if the worker that launched the runner could not (it died, or the
+    database was away, right after the launch): the host monitor watches the runner by it.
+    """
     _runner_only(principal, run)
     pid = data.get("pid")
     if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid < 1):
         raise InvalidInput("pid must be the script's process id, a positive integer", field="pid")
+    runner_pid = data.get("runner_pid")
+    if runner_pid is not None and (isinstance(runner_pid, bool) or not isinstance(runner_pid, int) or runner_pid < 1):
+        raise InvalidInput("runner_pid must be the runner's process id, a positive integer", field="runner_pid")
+    if run.runner_pid is None and runner_pid is not None:
+        Run.objects.filter(pk=run.pk, runner_pid__isnull=True).update(runner_pid=runner_pid)
+        run.runner_pid = runner_pid
     try:
         transition(
             run,
@@ -516,9 +526,10 @@ def host_report(hostname: str, queues: list[str], pid: int, alive) -> dict:
     """A worker's host monitor: record it is alive, and check its runners' processes.
 
     `alive(run)` tells whether the run's runner process still exists on this
-    host. Runs whose runner vanished become NotResponding, then Failed; runs
-    claimed here whose runner never started (the worker died mid-dispatch)
-    fail with that reason, and their partial working copies are removed.
+    host (found by its command line if its pid was never recorded). Runs whose
+    runner vanished become NotResponding, then Failed; runs claimed here whose
+    runner never started (the worker died mid-dispatch) fail with that reason,
+    and their partial working copies are removed.
     Returns the runs that should be told to stop.
     """
     now = timezone.now()
@@ -529,7 +540,10 @@ def host_report(hostname: str, queues: list[str], pid: int, alive) -> dict:
     mine = Run.objects.filter(host=hostname, compute_target__in=queues, status__in=OCCUPYING)
     for run in mine:
         if run.runner_pid is None:
-            if run.dispatched_at and now - run.dispatched_at > timedelta(seconds=settings.STUDIO_HEARTBEAT_TIMEOUT):
+            # No runner recorded: the dispatch died before starting one, unless one runs that its
+            # worker could not record (`alive` then finds it by its command line).
+            timeout = timedelta(seconds=settings.STUDIO_HEARTBEAT_TIMEOUT)
+            if run.dispatched_at and now - run.dispatched_at > timeout and not alive(run):
                 _fail_lost(run, f"the dispatch on host {hostname} was interrupted before the runner started")
                 # Its half-unpacked working copy is on this host and nothing else will remove it.
                 cleanup_workdir(run.run_id)
