@@ -342,17 +342,35 @@ def _machine_busy_seconds() -> float:
 
 
 class CpuMeter:
-    """CPU seconds of a set of processes between two samples (processes gone meanwhile are left out)."""
+    """CPU seconds a changing set of processes spent since the meter started.
 
-    def __init__(self, pids: list[int]):
-        self.before = {pid: _cpu_seconds([pid]) for pid in pids}
+    Sampled every few seconds: a process that appears later (a database connection opened
+    again) counts from its start, one that ends counts up to its last sample.
+    """
+
+    def __init__(self, list_pids):
+        self.list_pids, self.started = list_pids, time.time()
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.sample()
+
+    def sample(self) -> None:
+        stat = Path("/proc/stat").read_text().splitlines()
+        boot = next(float(line.split()[1]) for line in stat if line.startswith("btime"))
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in self.list_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / ticks
+            if pid not in self.base:
+                self.base[pid] = 0.0 if boot + int(fields[19]) / ticks > self.started else cpu
+            self.last[pid] = cpu
 
     def seconds(self) -> float:
-        total = 0.0
-        for pid, before in self.before.items():
-            if Path(f"/proc/{pid}").exists():
-                total += _cpu_seconds([pid]) - before
-        return total
+        self.sample()
+        return sum(self.last[pid] - self.base[pid] for pid in self.last)
 
 
 def _measure(stack, database, runs, steps, every, metrics, browsers, access, linger) -> dict:
@@ -397,19 +415,19 @@ def _measure(stack, database, runs, steps, every, metrics, browsers, access, lin
     # The steady window: all runs logging, browsers polling.
     window = (start_at + 5, start_at + seconds - 2)
     _sleep_until(window[0])
-    studio_pids, run_pids = _process_tree(stack.proc.pid)
-    services = service_pids(database)
     meters = {
-        "studio": CpuMeter(studio_pids),
-        "runs": CpuMeter(run_pids),
-        "services": CpuMeter(services),
-        "harness": CpuMeter([os.getpid()]),
+        "studio": CpuMeter(lambda: _process_tree(stack.proc.pid)[0]),
+        "runs": CpuMeter(lambda: _process_tree(stack.proc.pid)[1]),
+        "services": CpuMeter(lambda: service_pids(database)),
+        "harness": CpuMeter(lambda: [os.getpid()]),
     }
     machine_before = _machine_busy_seconds()
     pss_peak = 0
     while time.time() < window[1]:
         pss_peak = max(pss_peak, pss_kib(_process_tree(stack.proc.pid)[0]))
-        time.sleep(min(5.0, max(0.0, window[1] - time.time())))
+        for meter in meters.values():
+            meter.sample()
+        time.sleep(min(2.0, max(0.0, window[1] - time.time())))
     cpu = {name: meter.seconds() / (window[1] - window[0]) for name, meter in meters.items()}
     cpu["machine"] = (_machine_busy_seconds() - machine_before) / (window[1] - window[0])
     cpu["seconds"] = window[1] - window[0]
@@ -497,7 +515,7 @@ def _account(studio: Studio, run_id: str, tag: str, steps: int, metrics: int) ->
 def report(r: dict) -> None:
     cores = os.cpu_count() or 1
     cpu = r["cpu"]
-    services = "PostgreSQL + Redis" if r["database"] == "postgres" else "(no database server)"
+    services = "PostgreSQL (all its databases) + Redis" if r["database"] == "postgres" else "(no database server)"
     print(
         f"\n[{r['database']}] {r['runs']} runs x {r['steps']} steps (10 points + 1 line each, every 100 ms), "
         f"{r['running_at_start']} of them running at the common start; statuses at the end {r['statuses']}"
