@@ -75,3 +75,18 @@ def check_mapping(data: object, what: str, max_items: int) -> dict:
     if len(data) > max_items:
         raise InvalidInput(f"{what} has {len(data)} entries; the limit is {max_items} per request", field=what)
     return data
+
+
+def check_no_nul(value: object, what: str) -> None:
+    """Refuse a NUL character anywhere in a JSON value: PostgreSQL stores neither it in text nor \\u0000 in JSON."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{what} contains a NUL character", field=what)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)

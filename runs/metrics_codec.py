@@ -77,6 +77,8 @@ def pack(name: str, values: list, steps: list | None, times: list, first_auto_st
                 raise InvalidInput(
                     f"metric '{name}': a text value is {len(v)} characters; the limit is {limits.VALUE_MAX}"
                 )
+            if "\x00" in v:  # as for tags; PostgreSQL's JSON (where texts are kept) cannot hold it
+                raise InvalidInput(f"metric '{name}': a text value contains a NUL character")
             floats[i] = math.nan
             types[i] = T_STR
             texts[str(i)] = v

@@ -392,3 +392,44 @@ def test_a_nul_in_an_address_is_refused_at_the_door_for_pages_and_both_apis(api,
     assert mlflow.status_code == 400 and mlflow.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     page = support.signed_in(alice).get("/search/?q=%00")
     assert page.status_code == 400 and "NUL" in page.content.decode()
+
+
+# --- NUL characters inside JSON bodies (PostgreSQL stores none: each must be a 400, never a 500) ----------------
+
+
+def test_a_nul_in_a_list_metric_is_a_400(api, run_id):
+    batch = {"batch_id": "n", "series": [{"name": "l", "kind": "list", "values": [["a\x00"]], "times": [1.0]}]}
+    response = api.post(f"/api/runs/{run_id}/metrics/", batch, format="json")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert not MetricBatch.objects.exists()
+
+
+def test_a_nul_in_fail_details_is_a_400(api, run_id):
+    response = api.post(f"/api/runs/{run_id}/fail/", {"error_details": {"message": "m", "x": ["\x00"]}}, format="json")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert Run.objects.get(run_id=run_id).status == "Running"
+
+
+@pytest.mark.parametrize(
+    "field", [{"arguments": ["a\x00"]}, {"environment_variables": {"K": "\x00"}}], ids=["arguments", "environment"]
+)
+def test_a_nul_in_a_submitted_command_line_is_a_400(api, run_id, field):
+    sha = api.generic(
+        "POST", "/api/workspaces/team-a/snapshots/", support.zip_of({"a.py": ""}), content_type="application/zip"
+    ).json()["sha256"]
+    body = {"snapshot": sha, "script": "a.py", **field}
+    response = api.post("/api/workspaces/team-a/experiments/exp/submit/", body, format="json")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert Run.objects.count() == 1
+
+
+def test_a_log_tail_with_nul_bytes_in_an_exit_report_is_kept_readable(api, run_id):
+    from runs.tokens import hash_key
+    from tests.conftest import token_client
+
+    key = "rt_inputs-" + "n" * 30
+    Run.objects.filter(run_id=run_id).update(token_hash=hash_key(key), run_type=Run.Type.SUBMITTED)
+    report = {"exit_code": 3, "reason": "crash\x00", "log_tail": "last line\x00\x00 of junk"}
+    response = token_client(key).post(f"/api/runs/{run_id}/runner/exit/", report, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "Failed"
+    assert "last line\ufffd\ufffd of junk" in Run.objects.get(run_id=run_id).error["error"]["message"]

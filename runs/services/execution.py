@@ -118,9 +118,11 @@ def run_submit(principal: Principal, experiment: Experiment, data: dict) -> Run:
         isinstance(command, str) or (isinstance(command, list) and all(isinstance(c, str) for c in command))
     ):
         raise InvalidInput("command must be a string or a list of strings", field="command")
+    limits.check_no_nul([arguments, command], "arguments and command")
     env = data.get("environment_variables") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise InvalidInput("environment_variables must be an object of string → string", field="environment_variables")
+    limits.check_no_nul(env, "environment_variables")  # no process environment can hold one either
     reserved = [k for k in env if k.startswith(("STUDIO_", "AZUREML_"))]
     if reserved:
         raise InvalidInput(
@@ -399,8 +401,9 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
     exit_code = data.get("exit_code")
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
         raise InvalidInput("exit_code must be an integer or null", field="exit_code")
-    reason = str(data.get("reason") or "")[:2000]
-    tail = str(data.get("log_tail") or "")[-8000:]
+    # A script's last output may hold NUL bytes, which PostgreSQL's JSON (the run's error) cannot store.
+    reason = str(data.get("reason") or "")[:2000].replace("\x00", "\ufffd")
+    tail = str(data.get("log_tail") or "")[-8000:].replace("\x00", "\ufffd")
     fields = {"exit_code": exit_code}
     if run.stop_request == Run.StopRequest.CANCEL:
         transition(run, Status.CANCELED, reason=f"stopped on request; {reason or f'exit code {exit_code}'}", **fields)

@@ -92,6 +92,7 @@ def _check_entries(name: str, kind: str, values: list, times: object) -> None:
             raise InvalidInput(f"metric '{name}': row cells must be scalars")
         if len(json.dumps(value, allow_nan=False, default=str)) > limits.ENTRY_JSON_MAX:
             raise InvalidInput(f"metric '{name}': one value is larger than {limits.ENTRY_JSON_MAX} bytes")
+        limits.check_no_nul(value, f"metric '{name}': a value")
 
 
 def _store(run: Run, batch_id: str, parsed: list[dict], total: int) -> dict:

@@ -357,6 +357,7 @@ def _error_from_details(error_details, error_code: str | None) -> dict:
     if isinstance(error_details, dict):
         message = error_details.get("message") or "the run was marked as failed"
         extra = {k: v for k, v in error_details.items() if k not in ("message", "code")}
+        limits.check_no_nul(error_details, "error_details")
         code = error_code or limits.check_text(error_details.get("code"), "error_details.code", limits.KEY_MAX)
         return build_error(str(message)[:100_000], code or "UserError", **extra)
     raise InvalidInput("error_details must be a string or an object with a message", field="error_details")
