@@ -11,7 +11,7 @@ from runs.models import Workspace
 from runs.services import workspaces
 from tests import test_views_support as support
 from tests.conftest import make_user
-from tests.test_browser_support import launch_chromium, screenshot, sign_in
+from tests.test_browser_support import launch_chromium, screenshot, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -67,7 +67,7 @@ def test_a_saved_custom_view_opens_the_same_for_another_member_and_404s_for_othe
     page.check('input[name="sel"][value="1"]')
     page.wait_for_url("**sel=1**")
     page.check('input[name="sel"][value="2"]')
-    page.wait_for_function("location.search.includes('sel=2%2C1') || location.search.includes('sel=1%2C2')")
+    wait_until(page, "location.search.includes('sel=2%2C1') || location.search.includes('sel=1%2C2')")
 
     page.locator("#add-chart summary").click()
     page.fill("#new-metric", "loss")

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from runs.models import Run, RunEvent
 from tests import test_views_support as support
 from tests.e2e import group_alive
-from tests.test_browser_support import launch_chromium, screenshot, sign_in
+from tests.test_browser_support import launch_chromium, screenshot, sign_in, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -79,7 +79,7 @@ def test_submit_from_the_browser_tail_the_log_live_and_cancel(live_server, brows
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
     expect(page.locator("#log-text")).to_contain_text("line 0 printed", timeout=60_000)
     page.evaluate(WATCH_LATENCY)
-    page.wait_for_function("window.__latencies.length >= 4", timeout=15_000)
+    wait_until(page, "window.__latencies.length >= 4", timeout=15)
     latencies = page.evaluate("window.__latencies")
     assert max(latencies) < 2.0, latencies
     expect(page.locator("#run-status")).to_contain_text("Running")

@@ -63,6 +63,18 @@ def sign_in(browser, base_url: str, username: str) -> Session:
     return session
 
 
+def wait_until(page, expression: str, timeout: float = 15.0) -> None:
+    """page.wait_for_function without eval: the pages' CSP (script-src 'self') blocks the predicate
+    Playwright compiles in the page, while page.evaluate goes through the DevTools protocol."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name

@@ -35,6 +35,13 @@ def _kv_in(**kwargs) -> serializers.DictField:
     return serializers.DictField(child=LabelValueField(), **kwargs)
 
 
+# Raw schemas for bodies that are one object of key → value (drf-spectacular cannot name a bare DictField).
+# All of a run's tags (or properties): null for a tag set without a value.
+LABELS = {"type": "object", "additionalProperties": {"type": "string", "nullable": True}}
+# Tags or properties to set: text, or a number or boolean (stored as text), or null (tags).
+LABELS_IN = {"type": "object", "additionalProperties": LabelValueField._spectacular_annotation["field"]}
+
+
 class WorkspaceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Workspace
@@ -329,6 +336,7 @@ class RunnerInstructionsSerializer(serializers.Serializer):
     status = serializers.CharField()
     stop = serializers.CharField(allow_blank=True)
     grace_seconds = serializers.FloatField()
+    heartbeat_seconds = serializers.FloatField(help_text="how often the runner should heartbeat")
 
 
 class RunnerExitSerializer(serializers.Serializer):

@@ -427,12 +427,14 @@ class RunChildrenView(APIView):
 class RunTagsView(APIView):
     parser_classes = [OrjsonParser]
 
-    @extend_schema(responses=s._kv)
+    @extend_schema(responses={200: s.LABELS})
     def get(self, request, run_id):
         return Response(run_services.tags_of(_run(request, run_id)))
 
     @extend_schema(
-        request=s._kv_in(), responses=s._kv, description="Merge tags (tags are mutable); null values allowed."
+        request={"application/json": s.LABELS_IN},
+        responses={200: s.LABELS},
+        description="Merge tags (tags are mutable); null values allowed.",
     )
     def patch(self, request, run_id):
         return Response(run_services.tags_set(_principal(request), _run(request, run_id, write=True), request.data))
@@ -441,7 +443,7 @@ class RunTagsView(APIView):
 class RunTagsRemoveView(APIView):
     parser_classes = [OrjsonParser]
 
-    @extend_schema(request=s.TagsRemoveSerializer, responses=s._kv)
+    @extend_schema(request=s.TagsRemoveSerializer, responses={200: s.LABELS})
     def post(self, request, run_id):
         run = _run(request, run_id, write=True)
         return Response(run_services.tags_remove(_principal(request), run, _body(request).get("keys")))
@@ -450,13 +452,13 @@ class RunTagsRemoveView(APIView):
 class RunPropertiesView(APIView):
     parser_classes = [OrjsonParser]
 
-    @extend_schema(responses=s._kv)
+    @extend_schema(responses={200: s.LABELS})
     def get(self, request, run_id):
         return Response(run_services.properties_of(_run(request, run_id)))
 
     @extend_schema(
-        request=s._kv_in(),
-        responses=s._kv,
+        request={"application/json": s.LABELS_IN},
+        responses={200: s.LABELS},
         description="Add properties. They are immutable: a different value for a stored key is a 409.",
     )
     def post(self, request, run_id):

@@ -123,6 +123,19 @@
       followLog();
     }
   });
+  // The pages' Content-Security-Policy forbids eval, so htmx [filter] expressions are done here.
+  // The state form applies a change at once, except in fields marked .manual (applied on submit).
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest && event.target.closest("#state-form");
+    if (form && !event.target.closest(".manual") && window.htmx) window.htmx.trigger(form, "studio:change");
+  });
+  // Live polls (runs/views.py LIVE_POLL, "every 2s") wait while the tab is hidden.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (document.visibilityState !== "visible" && elt && elt.getAttribute("hx-trigger") === "every 2s") {
+      event.preventDefault();
+    }
+  });
   document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
   document.addEventListener("DOMContentLoaded", function () {
     enhance(document);
