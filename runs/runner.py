@@ -44,7 +44,7 @@ SHIP_INTERVAL = 0.2  # how often the shipper looks for new output
 # a line after a quiet spell still goes within SHIP_INTERVAL. Appending every 0.2 s, 50 chatty
 # runs cost a 2-core studio 250 requests/s.
 SHIP_GAP = 1.0
-HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_INTERVAL = 1.0  # until the studio's first answer says how often (heartbeat_seconds)
 APPEND_MAX = 1024 * 1024
 REPORT_DEADLINE = 24 * 3600.0  # keep trying to deliver the final report for a day
 
@@ -225,6 +225,7 @@ class Runner:
         self.request_stop("shutdown")
 
     def _heartbeats(self) -> None:
+        interval = HEARTBEAT_INTERVAL
         while not self.finished.is_set():
             try:
                 response = self.api.request("POST", "runner/heartbeat/", timeout=5)
@@ -232,12 +233,14 @@ class Runner:
                     order = response.json()
                     if order.get("stop"):
                         self.request_stop(order["stop"], order.get("grace_seconds"))
+                    if isinstance(order.get("heartbeat_seconds"), int | float):
+                        interval = min(max(float(order["heartbeat_seconds"]), 0.2), 30.0)
                 elif response.status_code in (401, 403):
                     # The run ended on the studio's side (its token expired with it).
                     self.request_stop("ended")
             except (requests.RequestException, ValueError):
                 pass  # the studio is away; keep the script running and keep trying
-            self.finished.wait(HEARTBEAT_INTERVAL)
+            self.finished.wait(interval)
 
     # --- the script -------------------------------------------------------------------------------
     def command(self) -> list[str]:

@@ -115,3 +115,40 @@ def test_the_runner_appends_a_steadily_written_log_about_once_a_second(live_serv
     assert studio.log(run_id) == first + b"".join(lines)  # every byte, once
     assert first_seen < 0.8, first_seen  # a line after a quiet spell goes at once
     assert len(steady) <= 5, len(steady)  # about one a second, not one every 0.2 s (15+)
+
+
+def test_a_runner_heartbeats_as_often_as_the_studio_asks(live_server, alice_key, tmp_path, settings):
+    """Four beats per STUDIO_HEARTBEAT_TIMEOUT, at most one every 5 s (was one a second)."""
+    import threading
+
+    from runs.models import Run
+    from runs.runner import Runner
+    from runs.services import execution
+    from tests.e2e import Studio
+
+    settings.STUDIO_HEARTBEAT_TIMEOUT = 20.0
+    studio = Studio(live_server.url, alice_key)
+    studio.experiment("load-regressions")
+    run_id = studio.submit("load-regressions", {"a.py": "print(1)"}, "a.py")
+    claimed = execution.run_claim(Run.objects.get(run_id=run_id).pk, "test-host")
+    assert claimed is not None
+    (tmp_path / "runner").mkdir()
+    runner = Runner(tmp_path, {"run_id": run_id, "studio_url": live_server.url}, claimed[1])
+    beats = []
+    request = runner.api.request
+
+    def counted(method, path, **kwargs):
+        response = request(method, path, **kwargs)
+        if path == "runner/heartbeat/":
+            beats.append(response.json())
+        return response
+
+    runner.api.request = counted
+    beating = threading.Thread(target=runner._heartbeats, daemon=True)
+    beating.start()
+    time.sleep(3.0)
+    runner.finished.set()
+    beating.join(timeout=10)
+    assert [b["heartbeat_seconds"] for b in beats] == [5.0]  # one beat in 3 s, not 3 or 4
+    settings.STUDIO_HEARTBEAT_TIMEOUT = 2.0
+    assert execution.runner_instructions(Run.objects.get(run_id=run_id))["heartbeat_seconds"] == 0.5

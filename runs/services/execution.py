@@ -347,7 +347,19 @@ def runner_heartbeat(principal: Principal, run: Run) -> dict:
 
 
 def runner_instructions(run: Run) -> dict:
-    return {"status": run.status, "stop": run.stop_request, "grace_seconds": run.cancel_grace_seconds}
+    return {
+        "status": run.status,
+        "stop": run.stop_request,
+        "grace_seconds": run.cancel_grace_seconds,
+        "heartbeat_seconds": heartbeat_interval(),
+    }
+
+
+def heartbeat_interval() -> float:
+    """How often a runner should heartbeat: four beats per STUDIO_HEARTBEAT_TIMEOUT, at most one
+    every 5 s. Cancels reach a runner through its host's monitor (SIGUSR1) at once; the heartbeat
+    is for liveness, and one a second per run was a third of a busy studio's requests."""
+    return max(0.5, min(5.0, settings.STUDIO_HEARTBEAT_TIMEOUT / 4))
 
 
 def runner_started(principal: Principal, run: Run, data: dict) -> dict:

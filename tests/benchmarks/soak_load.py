@@ -206,7 +206,12 @@ class Browser(threading.Thread):
     def get(self, kind: str, path: str, **kwargs) -> requests.Response | None:
         started, at = time.perf_counter(), time.time()
         try:
-            response = self.session.get(f"{self.url}{path}", timeout=60, **kwargs)
+            try:
+                response = self.session.get(f"{self.url}{path}", timeout=60, **kwargs)
+            except requests.ConnectionError:
+                # The server closed the idle keep-alive connection as it was reused (gunicorn's
+                # keep-alive is 2 s, the pollers' period 1-2 s); a browser retries at once too.
+                response = self.session.get(f"{self.url}{path}", timeout=60, **kwargs)
         except requests.RequestException:
             with self.lock:
                 self.stats["errors"] += 1
