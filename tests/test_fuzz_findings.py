@@ -230,3 +230,25 @@ def test_script_arguments_may_be_empty_text_or_numbers(api, openapi):
     assert response.json()["run_definition"]["arguments"] == ["--name", "", "--lr", "0.1"]
     item = openapi["components"]["schemas"]["SubmitRequest"]["properties"]["arguments"]["items"]
     assert {s["type"] for s in item["oneOf"]} == {"string", "number"}
+
+
+@pytest.mark.parametrize(
+    "report, field",
+    [
+        ({"exit_code": 1, "log_tail": 5}, "log_tail"),
+        ({"exit_code": 1, "reason": []}, "reason"),
+        ({"exit_code": 0, "timed_out": "no"}, "timed_out"),
+    ],
+)
+def test_a_runner_exit_report_with_mistyped_fields_is_refused(api, run_id, report, field):
+    key = "rt_fuzz-" + "e" * 30
+    Run.objects.filter(run_id=run_id).update(token_hash=hash_key(key), run_type=Run.Type.SUBMITTED)
+    response = token_client(key).post(f"/api/runs/{run_id}/runner/exit/", report, format="json")
+    assert response.status_code == 400 and field in response.json()["detail"]
+    assert Run.objects.get(run_id=run_id).status == "Running"
+
+
+def test_a_null_description_clears_it_as_the_schema_says(api, run_id, openapi):
+    api.patch(f"/api/runs/{run_id}/", {"description": "d"}, format="json")
+    assert api.patch(f"/api/runs/{run_id}/", {"description": None}, format="json").json()["description"] == ""
+    assert openapi["components"]["schemas"]["PatchedRunUpdateRequest"]["properties"]["description"]["nullable"]

@@ -259,8 +259,9 @@ class SubmitSerializer(serializers.Serializer):
 
 
 class RunUpdateSerializer(serializers.Serializer):
-    display_name = serializers.CharField(required=False, allow_blank=True)
-    description = serializers.CharField(required=False, allow_blank=True)
+    # null clears a field, as "" does (runs.limits.check_text)
+    display_name = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=255)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=5000)
 
 
 class FailSerializer(serializers.Serializer):
@@ -341,9 +342,9 @@ class RunnerInstructionsSerializer(serializers.Serializer):
 
 class RunnerExitSerializer(serializers.Serializer):
     exit_code = serializers.IntegerField(allow_null=True)
-    reason = serializers.CharField(required=False, allow_blank=True)
-    log_tail = serializers.CharField(required=False, allow_blank=True)
-    timed_out = serializers.BooleanField(required=False)
+    reason = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    log_tail = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    timed_out = serializers.BooleanField(required=False, allow_null=True)
 
 
 class SnapshotSerializer(serializers.Serializer):

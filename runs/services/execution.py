@@ -413,6 +413,11 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
     exit_code = data.get("exit_code")
     if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
         raise InvalidInput("exit_code must be an integer or null", field="exit_code")
+    for name in ("reason", "log_tail"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise InvalidInput(f"{name} must be a string or null", field=name)
+    if data.get("timed_out") is not None and not isinstance(data["timed_out"], bool):
+        raise InvalidInput("timed_out must be true or false", field="timed_out")  # "no" would read as true
     # A script's last output may hold NUL bytes, which PostgreSQL's JSON (the run's error) cannot store.
     reason = str(data.get("reason") or "")[:2000].replace("\x00", "\ufffd")
     tail = str(data.get("log_tail") or "")[-8000:].replace("\x00", "\ufffd")
