@@ -13,6 +13,7 @@ the test session itself uses PostgreSQL on 127.0.0.1 (as CI does), and it is sho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -55,24 +56,18 @@ def pg_ready() -> bool:
     return subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", "5432", "-q"]).returncode == 0
 
 
-def restart_postgres() -> float:
-    """Restart the server (fast shutdown: open sessions are cut); returns seconds it refused connections."""
+@contextlib.contextmanager
+def postgres_down():
+    """The server stopped (fast shutdown: every session is cut) for the block, then started again
+    the way .ci/run starts it; never left down."""
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    down_at = time.monotonic()
+    ctl = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    subprocess.run([*ctl, "stop"], check=True, capture_output=True, timeout=60)
     try:
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        yield
     finally:
-        if not pg_ready():  # never leave it down: start it the way .ci/run does
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], capture_output=True
-            )
+        subprocess.run([*ctl, "start"], capture_output=True, timeout=60)
         wait_until(pg_ready, 30, "PostgreSQL accepting connections again", interval=0.1)
-    return time.monotonic() - down_at
 
 
 @pytest.mark.skipif(_local_postgres() is not None, reason=_local_postgres() or "")
@@ -89,10 +84,17 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_every_process_reconnects()
         for run_id in runs.values():
             studio.wait_status(run_id, "Running", timeout=60)
         wait_until(lambda: all(stored_lines(studio, r) >= 10 for r in runs.values()), 30, "first lines stored")
+        down_at = time.monotonic()
         try:
-            downtime = restart_postgres()
+            with postgres_down():
+                time.sleep(1.5)  # the runs go on logging meanwhile; their requests fail
+                during = studio.api("GET", f"runs/{next(iter(runs.values()))}/", timeout=30)
         finally:
             connections.close_all()  # this session's own connections died with the server too
+        downtime = time.monotonic() - down_at
+        # A request while the database is away is told to retry, not a 500.
+        assert during.status_code == 503, during.text
+        assert during.json()["code"] == "database_unavailable" and during.headers["Retry-After"]
         for run_id in runs.values():
             assert_completed(studio, run_id, timeout=120)
         assert_none_active(studio, "fault-db")
@@ -119,7 +121,7 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_every_process_reconnects()
         served_500 = server_errors(stack) - errors_before
         assert served_500 == 0, stack.log_path.read_text()[-4000:]
         print(
-            f"\n[postgres restarted, down {downtime:.1f} s] {total}; {refused} requests answered 503 "
+            f"\n[postgres stopped and started again, down {downtime:.1f} s] {total}; {refused} requests answered 503 "
             f"meanwhile, 0 answered 500; then {cut} connections cut: 96 requests all 200; "
             f"a cancel afterwards took {cancel_seconds:.1f} s"
         )
