@@ -87,7 +87,7 @@ ANYONE = C(200, 200, 200, 200, 200)
 # API reads of team-a's data by workspace or experiment "exp" (R's experiment).
 API_EXP_READ = C(200, 404, 401, 200, 404)
 API_WS_READ = C(200, 404, 401, 200, 200)
-# Workspace-level writes: a run token may not create experiments, targets or snapshots.
+# Compute targets: members manage them; a run token only reads them.
 API_WS_WRITE = C(201, 404, 401, 403, 403)
 # R and its descendants: its own token reads and changes them; U's token does not see them.
 API_RUN_READ = C(200, 404, 401, 200, 404)
