@@ -435,12 +435,11 @@ def test_a_log_tail_with_nul_bytes_in_an_exit_report_is_kept_readable(api, run_i
     assert "last line\ufffd\ufffd of junk" in Run.objects.get(run_id=run_id).error["error"]["message"]
 
 
-def test_a_nul_anywhere_in_a_json_body_is_a_400_even_where_it_is_only_looked_up(api, run_id):
-    # Found by schemathesis on PostgreSQL: removing a tag key holding a NUL was a 500 (the key is
-    # only used in a lookup, which PostgreSQL refuses too). The JSON parser now refuses it for all.
+def test_removing_a_tag_key_that_holds_a_nul_is_a_400(api, run_id):
+    # Found by schemathesis on PostgreSQL: a 500 (the key is only looked up, which PostgreSQL refuses too).
     assert api.patch(f"/api/runs/{run_id}/tags/", {"k": "v"}, format="json").status_code == 200
     response = api.post(f"/api/runs/{run_id}/tags/remove/", {"keys": ["k\x00"]}, format="json")
-    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert response.status_code == 400 and "tag key" in response.json()["detail"]
     assert RunTag.objects.filter(key="k").exists()
 
 

@@ -655,7 +655,6 @@ class RunnerFinalizingView(APIView):
 
 class RunnerExitView(APIView):
     parser_classes = [OrjsonParser]
-    cleans_nul_itself = True  # a script's last output may hold NUL bytes; runner_exit replaces them
 
     @extend_schema(request=s.RunnerExitSerializer, responses=s.RunnerInstructionsSerializer)
     def post(self, request, run_id):
