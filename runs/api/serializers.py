@@ -224,8 +224,9 @@ class RunPageSerializer(serializers.Serializer):
 
 class RunCreateSerializer(serializers.Serializer):
     run_id = serializers.RegexField(RUN_ID_RE.pattern, required=False)
-    display_name = serializers.CharField(required=False, allow_blank=True)
-    description = serializers.CharField(required=False, allow_blank=True)
+    # null means "none", as "" does (runs.limits.check_text)
+    display_name = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     tags = _kv_in(required=False)
     properties = _kv_in(required=False)
     heartbeat_timeout_seconds = serializers.FloatField(required=False, allow_null=True)
@@ -252,8 +253,9 @@ class SubmitSerializer(serializers.Serializer):
     environment_variables = serializers.DictField(child=serializers.CharField(), required=False)
     max_run_duration_seconds = serializers.IntegerField(required=False, allow_null=True)
     cancel_grace_seconds = serializers.FloatField(required=False, allow_null=True)
-    display_name = serializers.CharField(required=False, allow_blank=True)
-    description = serializers.CharField(required=False, allow_blank=True)
+    # null means "none", as "" does (runs.limits.check_text)
+    display_name = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     tags = _kv_in(required=False)
     parent_run_id = serializers.CharField(required=False, allow_null=True)
 
@@ -280,7 +282,7 @@ class TagsRemoveSerializer(serializers.Serializer):
 class MetricSeriesInSerializer(serializers.Serializer):
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=["scalar", "list", "row", "table", "image"], default="scalar")
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     values = serializers.ListField(child=serializers.JSONField())
     times = serializers.ListField(child=serializers.FloatField())
     steps = serializers.ListField(child=serializers.IntegerField(allow_null=True), required=False, allow_null=True)
