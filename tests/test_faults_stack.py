@@ -27,22 +27,12 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
+from runs.lifecycle import ACTIVE
 from tests.e2e import Studio, make_zip
 from tests.stack import studio_stack
 from tests.test_faults_logs import can_mount, read_only
 
 pytestmark = [pytest.mark.e2e]
-
-ACTIVE = [
-    "NotStarted",
-    "Queued",
-    "Preparing",
-    "Starting",
-    "Running",
-    "Finalizing",
-    "CancelRequested",
-    "NotResponding",
-]
 
 
 def _session_database() -> str:
@@ -137,7 +127,7 @@ def assert_none_active(studio: Studio, experiment: str) -> None:
     left = studio.ok(
         "GET",
         f"workspaces/{studio.workspace}/experiments/{experiment}/runs/",
-        params={"status": ",".join(ACTIVE), "include_children": "true"},
+        params={"status": ",".join(sorted(ACTIVE)), "include_children": "true"},
     )["results"]
     assert left == [], [(r["run_id"], r["status"]) for r in left]
 

@@ -9,23 +9,12 @@ stored vs sent, CPU and memory.
 from __future__ import annotations
 
 from tests.benchmarks.soak_load import measure
-
-
-def _postgres_available() -> bool:
-    try:
-        import psycopg
-
-        from tests.stack import PG_ADMIN_URL
-
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
-            return True
-    except Exception:
-        return False
+from tests.benchmarks.util import postgres_available
 
 
 def main() -> None:
     measure("sqlite", runs=10, seconds=30, browsers=4)
-    if _postgres_available():
+    if postgres_available():
         measure("postgres", runs=10, seconds=30, browsers=4)
     else:
         print("\n[postgres] skipped: no PostgreSQL at STUDIO_BENCH_PG (tests/stack.py)")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from tests.benchmarks.util import cpu_seconds, postgres_available
+
 RUNS = 100_000
 BIG_POINTS = 1_000_000
 ACTIVE_RUNS = 20
@@ -213,18 +215,6 @@ def _cursor(number: int) -> str:
     return base64.urlsafe_b64encode(json.dumps(["v", number, number]).encode()).decode().rstrip("=")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / ticks
-
-
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -235,9 +225,9 @@ def _cmdline(pid: int) -> bytes:
 def idle_cpu(stack, seconds: float = 10.0) -> float:
     """The whole server's CPU with no browser open (workers polling the broker, the run poller)."""
     pids = stack.pids()
-    before = _cpu_seconds(pids)
+    before = cpu_seconds(pids)
     time.sleep(seconds)
-    return 100 * (_cpu_seconds(pids) - before) / seconds
+    return 100 * (cpu_seconds(pids) - before) / seconds
 
 
 def _poll(url: str, cookies, stop: threading.Event, interval: float, stats: dict, lock: threading.Lock) -> None:
@@ -272,7 +262,7 @@ def live_load(stack, url: str, cookies, *, interval: float, seconds: float) -> d
         for _ in range(PAGES)
     ]
     web = [pid for pid in pids if b"gunicorn" in _cmdline(pid)]
-    cpu_before, web_before, wall_before = _cpu_seconds(pids), _cpu_seconds(web), time.monotonic()
+    cpu_before, web_before, wall_before = cpu_seconds(pids), cpu_seconds(web), time.monotonic()
     for thread in threads:
         thread.start()
         if interval:
@@ -282,11 +272,11 @@ def live_load(stack, url: str, cookies, *, interval: float, seconds: float) -> d
     for thread in threads:
         thread.join()
     wall = time.monotonic() - wall_before
-    cpu = _cpu_seconds(pids) - cpu_before
+    cpu = cpu_seconds(pids) - cpu_before
     return {
         "rps": stats["requests"] / wall,
         "cpu_pct": 100 * cpu / wall,
-        "web_cpu_pct": 100 * (_cpu_seconds(web) - web_before) / wall,
+        "web_cpu_pct": 100 * (cpu_seconds(web) - web_before) / wall,
         "p50": statistics.median(stats["latencies"]),
         "p95": sorted(stats["latencies"])[int(0.95 * len(stats["latencies"])) - 1],
         "codes": stats["codes"],
@@ -387,21 +377,9 @@ def measure(database: str) -> None:
         )
 
 
-def _postgres_available() -> bool:
-    try:
-        import psycopg
-
-        from tests.stack import PG_ADMIN_URL
-
-        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
-            return True
-    except Exception:
-        return False
-
-
 def main() -> None:
     measure("sqlite")
-    if _postgres_available():
+    if postgres_available():
         measure("postgres")
     else:
         print("\n[postgres] skipped: no PostgreSQL at STUDIO_BENCH_PG (tests/stack.py)")

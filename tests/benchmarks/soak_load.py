@@ -108,18 +108,6 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 def _process_tree(root: int) -> tuple[list[int], list[int]]:
     """(studio processes, run processes) under `root`, by parent pid over all of /proc.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 
@@ -25,3 +26,29 @@ def pss_kib(pids: list[int]) -> int:
         except OSError:
             continue
     return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) these processes have used so far; processes gone are skipped."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
+
+
+def postgres_available() -> bool:
+    """Whether the PostgreSQL that tests.stack uses for benchmarks answers."""
+    try:
+        import psycopg
+
+        from tests.stack import PG_ADMIN_URL
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
