@@ -437,9 +437,11 @@ def tags_remove(principal: Principal, run: Run, keys: object) -> dict[str, str |
     """Remove the given tag keys (absent keys are ignored). Returns the remaining tags."""
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise InvalidInput("keys must be a list of tag keys", field="keys")
-    # Keys that no tag could hold are refused, not looked up (PostgreSQL refuses a NUL even in a lookup).
+    # A key no tag could hold is refused, not looked up (PostgreSQL refuses a NUL even in a
+    # lookup); an empty key stays a no-op, as removing any absent key is.
     for key in keys:
-        limits.check_key(key, "tag key")
+        if key:
+            limits.check_key(key, "tag key")
     RunTag.objects.filter(run=run, key__in=keys).delete()
     return tags_of(run)
 
