@@ -29,6 +29,12 @@ def _has_control_chars(text: str) -> bool:
     return any(ord(ch) < 32 or ch == "\x7f" for ch in text)
 
 
+def null_as(value: object, default: object) -> object:
+    """A JSON null means "none given", so only None takes the default; `[]`, `""` or `0` where an
+    object or list belongs are still refused by the field's own check."""
+    return default if value is None else value
+
+
 def check_key(key: object, what: str) -> str:
     if not isinstance(key, str):
         raise InvalidInput(f"{what} must be a string, not {type(key).__name__}", field=what)

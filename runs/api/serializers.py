@@ -227,8 +227,8 @@ class RunCreateSerializer(serializers.Serializer):
     # null means "none", as "" does (runs.limits.check_text)
     display_name = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    tags = _kv_in(required=False)
-    properties = _kv_in(required=False)
+    tags = _kv_in(required=False, allow_null=True)
+    properties = _kv_in(required=False, allow_null=True)
     heartbeat_timeout_seconds = serializers.FloatField(required=False, allow_null=True)
 
 
@@ -248,15 +248,15 @@ class SubmitSerializer(serializers.Serializer):
     snapshot = serializers.CharField(help_text="sha256 of an uploaded snapshot")
     script = serializers.CharField(required=False, allow_null=True)
     command = serializers.JSONField(required=False, allow_null=True, help_text="string or list of strings")
-    arguments = serializers.ListField(child=ArgumentField(), required=False)
+    # null means none for every optional field here (runs.limits.null_as)
+    arguments = serializers.ListField(child=ArgumentField(), required=False, allow_null=True)
     compute_target = serializers.CharField(required=False, allow_null=True)
-    environment_variables = serializers.DictField(child=serializers.CharField(), required=False)
+    environment_variables = serializers.DictField(child=serializers.CharField(), required=False, allow_null=True)
     max_run_duration_seconds = serializers.IntegerField(required=False, allow_null=True)
     cancel_grace_seconds = serializers.FloatField(required=False, allow_null=True)
-    # null means "none", as "" does (runs.limits.check_text)
     display_name = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     description = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    tags = _kv_in(required=False)
+    tags = _kv_in(required=False, allow_null=True)
     parent_run_id = serializers.CharField(required=False, allow_null=True)
 
 

@@ -99,7 +99,9 @@ def run_submit(principal: Principal, experiment: Experiment, data: dict) -> Run:
     snapshot. Raises InvalidInput, NotFound (target, snapshot, parent), Forbidden.
     """
     workspace = experiment.workspace
-    target = compute_target_get(principal, workspace, data.get("compute_target") or workspace.default_compute_target)
+    target = compute_target_get(
+        principal, workspace, limits.null_as(data.get("compute_target"), workspace.default_compute_target)
+    )
     snapshot = _snapshot_for(workspace, data.get("snapshot"))
     script, command = data.get("script"), data.get("command")
     if bool(script) == bool(command):
@@ -110,7 +112,7 @@ def run_submit(principal: Principal, experiment: Experiment, data: dict) -> Run:
             raise InvalidInput(
                 f"script '{script}' is not in the snapshot; the script must be inside source_directory", field="script"
             )
-    arguments = data.get("arguments") or []
+    arguments = limits.null_as(data.get("arguments"), [])
     if not isinstance(arguments, list) or not all(isinstance(a, str | int | float) for a in arguments):
         raise InvalidInput("arguments must be a list of strings or numbers", field="arguments")
     arguments = [str(a) for a in arguments]
@@ -119,7 +121,7 @@ def run_submit(principal: Principal, experiment: Experiment, data: dict) -> Run:
     ):
         raise InvalidInput("command must be a string or a list of strings", field="command")
     limits.check_no_nul([arguments, command], "arguments and command")
-    env = data.get("environment_variables") or {}
+    env = limits.null_as(data.get("environment_variables"), {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise InvalidInput("environment_variables must be an object of string → string", field="environment_variables")
     limits.check_no_nul(env, "environment_variables")  # no process environment can hold one either
@@ -158,7 +160,7 @@ def run_submit(principal: Principal, experiment: Experiment, data: dict) -> Run:
         "run_id": _submitted_run_id(experiment.name),
         "display_name": limits.check_text(data.get("display_name"), "display_name", limits.DISPLAY_NAME_MAX),
         "description": limits.check_text(data.get("description"), "description", limits.DESCRIPTION_MAX),
-        "tags": _clean_pairs(data.get("tags") or {}, "tag", limits.TAGS_PER_RUN_MAX),
+        "tags": _clean_pairs(limits.null_as(data.get("tags"), {}), "tag", limits.TAGS_PER_RUN_MAX),
         "run_definition": definition,
     }
     with transaction.atomic():

@@ -139,8 +139,10 @@ def _clean_spec(data: dict) -> dict:
     spec = {"run_id": _check_run_id(data.get("run_id"))}
     spec["display_name"] = limits.check_text(data.get("display_name"), "display_name", limits.DISPLAY_NAME_MAX)
     spec["description"] = limits.check_text(data.get("description"), "description", limits.DESCRIPTION_MAX)
-    spec["tags"] = _clean_pairs(data.get("tags") or {}, "tag", limits.TAGS_PER_RUN_MAX)
-    spec["properties"] = _clean_pairs(data.get("properties") or {}, "property", limits.PROPERTIES_PER_RUN_MAX)
+    spec["tags"] = _clean_pairs(limits.null_as(data.get("tags"), {}), "tag", limits.TAGS_PER_RUN_MAX)
+    spec["properties"] = _clean_pairs(
+        limits.null_as(data.get("properties"), {}), "property", limits.PROPERTIES_PER_RUN_MAX
+    )
     timeout = data.get("heartbeat_timeout_seconds")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 5 <= timeout <= 86400:
@@ -152,7 +154,7 @@ def _clean_spec(data: dict) -> dict:
 
 
 def _clean_pairs(data: object, what: str, max_items: int) -> dict[str, str | None]:
-    data = limits.check_mapping(data, f"{what}s", max_items)
+    data = limits.check_mapping(data, "properties" if what == "property" else f"{what}s", max_items)
     return {
         limits.check_key(key, f"{what} key"): limits.check_value(value, f"{what} '{str(key)[:40]}'")
         for key, value in data.items()
