@@ -289,3 +289,10 @@ def test_submit_takes_null_as_none_and_refuses_a_wrong_type(api, run_id, openapi
     assert Run.objects.count() == runs_before
     assert api.post(url, {**base, field: None}, format="json").status_code == 201
     assert openapi["components"]["schemas"]["SubmitRequest"]["properties"][field]["nullable"]
+
+
+def test_an_experiment_name_is_ascii_as_the_schema_pattern_says(api):
+    # Soak fuzzing: Python's \w took "bÇO", which the documented (ECMA, ASCII) pattern refuses.
+    response = api.post("/api/workspaces/team-a/experiments/", {"name": "bÇO"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["detail"]
+    assert api.post("/api/workspaces/team-a/experiments/", {"name": "b_C-0"}, format="json").status_code == 201

@@ -5,7 +5,7 @@ from django.db import models
 
 from runs.models.workspaces import Workspace
 
-EXPERIMENT_NAME_RE = r"^[a-zA-Z0-9][\w\-]{0,254}$"
+EXPERIMENT_NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_\-]{0,254}$"  # ASCII only: the OpenAPI (ECMA) pattern reads \w as ASCII
 
 
 class Experiment(models.Model):
