@@ -1,6 +1,8 @@
-"""Values every page template may use: the version, and the user's workspaces for the switcher."""
+"""Values every page template may use: the version, the user's workspaces for the switcher, plotly.js's path."""
 
 from __future__ import annotations
+
+from django.conf import settings
 
 from runs.access import Principal
 from runs.sdk import VERSION
@@ -20,4 +22,9 @@ def studio(request):
     current = match.kwargs.get("workspace", "") if match else ""
     if not current and hasattr(request, "session"):
         current = request.session.get("workspace", "")
-    return {"STUDIO_VERSION": VERSION, "studio_workspaces": workspaces, "current_workspace": current}
+    return {
+        "STUDIO_VERSION": VERSION,
+        "studio_workspaces": workspaces,
+        "current_workspace": current,
+        "PLOTLY_JS": settings.PLOTLY_JS,
+    }

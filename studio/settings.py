@@ -7,6 +7,8 @@ PostgreSQL and Redis. See README "Settings" for the full list.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import secrets
 from pathlib import Path
@@ -135,7 +137,13 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js (4.5 MB) is not kept in the repository: it comes from the pinned `plotly` package in
+# requirements.txt, which ships it as package_data/plotly.min.js. The folder is served under a
+# name holding the package version, so a browser never mixes a cached old copy with a new page.
+_PLOTLY_VERSION = importlib.metadata.version("plotly")
+_PLOTLY_DATA = Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data"
+PLOTLY_JS = f"vendor/plotly-py-{_PLOTLY_VERSION}/plotly.min.js"  # the templates' {% static %} path
+STATICFILES_DIRS = [BASE_DIR / "static", (f"vendor/plotly-py-{_PLOTLY_VERSION}", _PLOTLY_DATA)]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 # Serve straight from static/ so `make run` needs no collectstatic step.

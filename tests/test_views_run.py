@@ -246,3 +246,12 @@ def test_image_metrics_show_the_logged_pictures(run, client):
     src = re.search(r'<img src="([^"]+)"', html).group(1).replace("&amp;", "&")
     assert "name=images/confusion/1.png" in src.replace("%2F", "/") and "inline=1" in src
     assert client.get(src)["Content-Type"] == "image/png"
+
+
+def test_the_metrics_tab_loads_plotly_from_the_pinned_package_on_this_origin(run, client):
+    # plotly.js is not in the repository; it is served from the installed `plotly` package.
+    page = client.get(f"/runs/{run.run_id}/metrics/").content.decode()
+    src = re.search(r'<script src="(/static/vendor/plotly-py-[^"]+/plotly\.min\.js)"', page).group(1)
+    script = client.get(src)
+    assert script.status_code == 200
+    assert b"plotly.js v2." in b"".join(script.streaming_content if script.streaming else [script.content])[:200]
