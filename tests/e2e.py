@@ -75,6 +75,13 @@ class Studio:
         response = self.api("GET", f"runs/{run_id}/logs/content/", params={"name": name, "offset": offset})
         return response.content if response.status_code == 200 else b""
 
+    def whole_log(self, run_id: str, name: str = "azureml-logs/70_driver_log.txt") -> bytes:
+        """The whole stored log, read in the API's pages (1 MiB each)."""
+        data = b""
+        while chunk := self.log(run_id, name, offset=len(data)):
+            data += chunk
+        return data
+
     def events(self, run_id: str) -> list[dict]:
         return self.ok("GET", f"runs/{run_id}/events/")
 

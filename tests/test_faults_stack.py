@@ -69,16 +69,6 @@ def expected_log(tag: str, steps: int) -> bytes:
     return "".join(f"{tag} line {i:06d} " + "." * 48 + "\n" for i in range(steps)).encode()
 
 
-def read_log(studio: Studio, run_id: str, name: str = "azureml-logs/70_driver_log.txt") -> bytes:
-    """The whole stored log (pages of 1 MiB)."""
-    data = b""
-    while True:
-        chunk = studio.log(run_id, name, offset=len(data))
-        if not chunk:
-            return data
-        data += chunk
-
-
 def submit_workload(studio: Studio, experiment: str, tag: str, steps: int, period: float, per_step: int) -> str:
     return studio.submit(
         experiment, {"train.py": WORKLOAD}, "train.py", arguments=[tag, steps, period, per_step], display_name=tag
@@ -91,7 +81,7 @@ def account(studio: Studio, run_id: str, tag: str, steps: int, per_step: int) ->
     points = studio.ok("GET", f"runs/{run_id}/metrics/points/", params={"name": "x"}) if per_step else {"values": []}
     values = points["values"]
     distinct = set(values)
-    log = read_log(studio, run_id)
+    log = studio.whole_log(run_id)
     want = expected_log(tag, steps)
     sender = {}
     response = studio.api("GET", f"runs/{run_id}/files/content/", params={"name": "outputs/sender.json"})
@@ -154,7 +144,7 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
 
 
 def stored_lines(studio: Studio, run_id: str) -> int:
-    return read_log(studio, run_id).count(b"\n")
+    return studio.whole_log(run_id).count(b"\n")
 
 
 def cmdline(pid: int) -> bytes:
@@ -275,7 +265,7 @@ def test_a_worker_killed_mid_dispatch_fails_the_run_explained_and_never_starts_i
     time.sleep(2.0)
     assert studio.status(run_id) == "Failed"
     assert not work.exists(), sorted(p.name for p in work.rglob("*"))[:5]
-    assert read_log(studio, run_id) == b""
+    assert studio.whole_log(run_id) == b""
     # The restarted worker serves the queue again: the next run is dispatched and completes.
     after = submit_workload(studio, "fault-dispatch", "after", 3, 0.01, 1)
     assert_completed(studio, after, timeout=60)

@@ -480,9 +480,7 @@ def _account(studio: Studio, run_id: str, tag: str, steps: int, metrics: int) ->
         stored_points += len(values)
         lost += len(set(range(steps)) - set(values))
         duplicated += len(values) - len(set(values))
-    log = b""
-    while chunk := studio.log(run_id, offset=len(log)):
-        log += chunk
+    log = studio.whole_log(run_id)
     want = expected_log(tag, steps)
     summary = {}
     response = studio.api("GET", f"runs/{run_id}/files/content/", params={"name": "outputs/load.json"})
