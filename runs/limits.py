@@ -29,6 +29,11 @@ def _has_control_chars(text: str) -> bool:
     return any(ord(ch) < 32 or ch == "\x7f" for ch in text)
 
 
+def is_int(value: object) -> bool:
+    """A JSON integer: Python's bool is an int, but `true` is no count, offset or process id."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def null_as(value: object, default: object) -> object:
     """A JSON null means "none given", so only None takes the default; `[]`, `""` or `0` where an
     object or list belongs are still refused by the field's own check."""

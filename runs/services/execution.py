@@ -372,10 +372,10 @@ def runner_started(principal: Principal, run: Run, data: dict) -> dict:
     """
     _runner_only(principal, run)
     pid = data.get("pid")
-    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int) or pid < 1):
+    if pid is not None and (not limits.is_int(pid) or pid < 1):
         raise InvalidInput("pid must be the script's process id, a positive integer", field="pid")
     runner_pid = data.get("runner_pid")
-    if runner_pid is not None and (isinstance(runner_pid, bool) or not isinstance(runner_pid, int) or runner_pid < 1):
+    if runner_pid is not None and (not limits.is_int(runner_pid) or runner_pid < 1):
         raise InvalidInput("runner_pid must be the runner's process id, a positive integer", field="runner_pid")
     if run.runner_pid is None and runner_pid is not None:
         Run.objects.filter(pk=run.pk, runner_pid__isnull=True).update(runner_pid=runner_pid)
@@ -413,7 +413,7 @@ def runner_exit(principal: Principal, run: Run, data: dict) -> dict:
         # A report without it would end the run Failed with "no exit code" for a client bug.
         raise InvalidInput("exit_code is required: the script's exit code, or null if unknown", field="exit_code")
     exit_code = data.get("exit_code")
-    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+    if exit_code is not None and not limits.is_int(exit_code):
         raise InvalidInput("exit_code must be an integer or null", field="exit_code")
     for name in ("reason", "log_tail"):
         if data.get(name) is not None and not isinstance(data[name], str):

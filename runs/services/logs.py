@@ -48,7 +48,7 @@ def log_append(run: Run, name: object, offset: object, data: bytes) -> dict:
     offset > size: Conflict with the current size, so the client resends from there.
     """
     name = clean_relative_path(name, "log name")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if not limits.is_int(offset) or offset < 0:
         raise InvalidInput("offset must be a non-negative integer", field="offset")
     if len(data) > limits.LOG_APPEND_MAX:
         raise InvalidInput(f"an append carries {len(data)} bytes; the limit is {limits.LOG_APPEND_MAX}")
@@ -100,7 +100,7 @@ def _raise_if_unwritable(exc: OSError, name: str, path: Path) -> None:
 def log_read(run: Run, name: object, offset: object = 0, limit: int = 1024 * 1024) -> tuple[bytes, int]:
     """Bytes of the log after `offset` (at most `limit`), and the log's size."""
     name = clean_relative_path(name, "log name")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if not limits.is_int(offset) or offset < 0:
         raise InvalidInput("offset must be a non-negative integer", field="offset")
     if not LogFile.objects.filter(run=run, name=name).exists():
         raise NotFound(f"run {run.run_id} has no log named '{name}'")

@@ -193,7 +193,7 @@ def children_create(principal: Principal, parent: Run, data: dict) -> list[Run]:
     # A finished parent may still get children: SPEC §1 calls create_children after
     # `with exp.start_logging() as parent_run:` has completed it, as v1 allows.
     if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not limits.is_int(count) or count < 1:
             raise InvalidInput("count must be a positive integer", field="count")
         _check_batch_size(count)
         specs = [{"run_id": str(uuid.uuid4()), "tags": {BATCH_CHILD_TAG: str(i)}} for i in range(count)]

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs import tokens
+from runs import limits, tokens
 from runs.access import Principal
 from runs.errors import Conflict, Forbidden, InvalidInput
 from runs.lifecycle import ACTIVE
@@ -104,7 +104,7 @@ def _apply_target_fields(target: ComputeTarget, data: dict, *, creating: bool) -
         target.kind = data["kind"]
     if "max_concurrent_runs" in data:
         value = data["max_concurrent_runs"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        if not limits.is_int(value) or not 1 <= value <= 10_000:
             raise InvalidInput("max_concurrent_runs must be an integer from 1 to 10000", field="max_concurrent_runs")
         target.max_concurrent_runs = value
     if "description" in data:
